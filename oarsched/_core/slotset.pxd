@@ -1,0 +1,30 @@
+# cython: language_level=3
+"""C-level API of the slot set: a time-ordered linked list of slots, each with its free resources."""
+from libc.stdint cimport int64_t
+from oarsched._core.bitset cimport word
+from oarsched._core.hierarchy cimport Request
+
+
+cdef class SlotSet:
+    cdef readonly Py_ssize_t nbits, nwords
+    cdef readonly int64_t last_id, first_id, capacity
+    cdef readonly int64_t begin, end
+    cdef object _b, _e, _prev, _next, _rules, _free
+    cdef int64_t* b
+    cdef int64_t* e
+    cdef int64_t* prv
+    cdef int64_t* nxt
+    cdef int64_t* rules
+    cdef word* free
+    cdef public dict cache
+    cdef public list ts          # slot id -> None or {(user_key, name_key): bitset}
+    cdef public list ph          # slot id -> None or {name: bitset}
+    cdef public list quotas      # slot id -> None or quota counters
+    cdef object _scratch, _seq, _acc, _out
+    cdef word* scratch
+
+    cdef int64_t _new_id(self) except -1
+    cdef void _refresh(self)
+    cdef int64_t _split_before(self, int64_t sid, int64_t t) except -1
+    cdef int64_t _split_after(self, int64_t sid, int64_t t) except -1
+    cdef void _copy_extras(self, int64_t src, int64_t dst) except *

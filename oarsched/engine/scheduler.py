@@ -1,0 +1,398 @@
+"""One scheduling round: OAR3's kamelot over the compiled core.
+
+Data flows one way: a :class:`~oarsched.model.platform.Platform`, the waiting
+jobs in scheduling order and the jobs already in the gantt go in; a
+:class:`ScheduleResult` (start time, moldable and resources of each placed
+job) comes out.  Reading a database and writing the decisions back are the
+adapter's business (:mod:`oarsched.oar`).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from oarsched._core import bitset
+from oarsched._core.hierarchy import Hierarchy, Request
+from oarsched.engine.slots import (
+    MAX_TIME,
+    Occupation,
+    SlotSet,
+    give,
+    insert_jobs,
+    new_slot_set,
+    occupy,
+    share_extension,
+)
+from oarsched.errors import JobError, OarschedError
+from oarsched.model.job import NO_PLACEHOLDER, Job, ResourceGroup
+from oarsched.model.platform import Platform
+
+log = logging.getLogger("oarsched.engine")
+
+# Job types that OAR3 turns into job attributes: they are not "types" for quotas.
+ATTRIBUTE_TYPES = frozenset({"timesharing", "placeholder", "allow", "assign", "find", "no_quotas"})
+
+
+@dataclass
+class ScheduledJob:
+    """A job already in the gantt: running, an accepted reservation, or placed by a higher-priority queue.
+
+    ``walltime`` is the moldable's walltime as stored (the engine adds the job
+    security time and ``suspended_time``).  ``resources`` are resource ids.
+    """
+
+    id: int
+    start_time: int
+    walltime: int
+    resources: Sequence[int]
+    moldable_id: int = 0
+    types: dict[str, str] = field(default_factory=dict)
+    user: str = ""
+    project: str = ""
+    queue: str = "default"
+    name: str = ""
+    state: str = "Running"
+    suspended_time: int = 0
+
+
+@dataclass
+class Assignment:
+    """Where and when a job runs."""
+
+    job_id: int
+    moldable_id: int
+    start_time: int
+    walltime: int
+    """Walltime as reserved: the moldable's walltime plus the job security time."""
+    resources: list[int]
+    """Resource ids, in resource order (as OAR writes them)."""
+    roids: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+
+    @property
+    def end_time(self) -> int:
+        """Last second reserved (inclusive)."""
+        return self.start_time + self.walltime - 1
+
+
+@dataclass
+class ScheduleResult:
+    """Decisions of one round."""
+
+    assignments: dict[int, Assignment] = field(default_factory=dict)
+    unscheduled: dict[int, str] = field(default_factory=dict)
+    """Job id -> why it got no place this round."""
+    errors: dict[int, str] = field(default_factory=dict)
+    """Job id -> what is wrong with it (the job was skipped, the round went on)."""
+
+    def __getitem__(self, job_id: int) -> Assignment:
+        return self.assignments[job_id]
+
+    def __contains__(self, job_id: int) -> bool:
+        return job_id in self.assignments
+
+    def __len__(self) -> int:
+        return len(self.assignments)
+
+
+@dataclass
+class SchedulerOptions:
+    """Knobs of a round (OAR3's config keys in brackets)."""
+
+    job_security_time: int = 0
+    """[SCHEDULER_JOB_SECURITY_TIME] seconds added to every walltime (OAR3's oar.conf default is 60;
+    the drop-in reads it from oar.conf, the library default is 0 so that walltimes are exact)."""
+    besteffort_round: bool = False
+    """True when scheduling the besteffort queue alone: placed besteffort jobs then occupy resources."""
+    use_cache: bool = True
+    """Start the window search of a request where the same request was last placed (never changes results)."""
+    quotas: object = None
+    """An :class:`oarsched.engine.quotas.QuotaState`, or None when quotas are off."""
+
+
+ConstraintResolver = Callable[[Job, ResourceGroup], np.ndarray]
+
+
+class Scheduler:
+    """Schedules jobs on a platform; one instance can run several rounds."""
+
+    def __init__(self, platform: Platform, options: SchedulerOptions | None = None,
+                 constraints: ConstraintResolver | None = None) -> None:
+        self.platform = platform
+        self.options = options or SchedulerOptions()
+        self.nbits = platform.size
+        self.hierarchy = Hierarchy(self.nbits, {lbl: platform.level(lbl) for lbl in platform.hierarchy_labels})
+        self.schedulable = bitset.from_mask(platform.schedulable)
+        self.default_set = bitset.from_mask(platform.default_type)
+        self.suspendable = bitset.from_mask(platform.suspendable)
+        self._resolve = constraints or self._property_constraints
+        self._constraint_cache: dict[tuple[str, str], np.ndarray] = {}
+
+    # -- constraints ------------------------------------------------------------------
+    def _property_constraints(self, job: Job, group: ResourceGroup) -> np.ndarray:
+        """Resources a group may use: OAR3's rule, evaluated in memory.
+
+        With no property at all (or the group property ``type = 'default'``),
+        the default-type resources; otherwise every schedulable resource the
+        expression selects, whatever its type.
+        """
+        key = (job.properties or "", group.property or "")
+        cached = self._constraint_cache.get(key)
+        if cached is not None:
+            return cached
+        if not key[0] and key[1] in ("", "type = 'default'"):
+            result = self.default_set
+        else:
+            from oarsched.model import properties
+
+            expr = properties.combine(key[0], key[1])
+            idx = properties.select_resources(expr, self.platform.resources)
+            result = bitset.from_indices(idx, self.nbits) & self.schedulable
+        self._constraint_cache[key] = result
+        return result
+
+    def _compile(self, job: Job) -> list[tuple[int, int, Request, tuple]]:
+        """Moldables as ``(moldable_id, W, Request, cache_key)``; W includes the security time."""
+        sec = self.options.job_security_time
+        out = []
+        if not job.moldables:
+            raise JobError(job.id, "no moldable description")
+        for mld in job.moldables:
+            if mld.walltime is None or int(mld.walltime) <= 0:
+                raise JobError(job.id, f"moldable {mld.id}: walltime must be positive, got {mld.walltime!r}")
+            if not mld.groups:
+                raise JobError(job.id, f"moldable {mld.id}: no resource group")
+            groups = []
+            key_parts = []
+            for grp in mld.groups:
+                for label, _ in grp.levels:
+                    if not self.platform.has_level(label):
+                        raise JobError(job.id, f"unknown hierarchy level {label!r} "
+                                       f"(HIERARCHY_LABELS: {','.join(self.platform.hierarchy_labels)})")
+                cons = self._resolve(job, grp)
+                groups.append((grp.levels, cons))
+                key_parts.append((tuple(grp.levels), cons.tobytes()))
+            w = int(mld.walltime) + sec
+            out.append((mld.id, w, Request(self.hierarchy, groups), (w, tuple(key_parts))))
+        return out
+
+    # -- the round ----------------------------------------------------------------------
+    def schedule(self, jobs: Sequence[Job], now: int, scheduled: Iterable[ScheduledJob] = ()) -> ScheduleResult:
+        """Place ``jobs`` (in this order) after the jobs already ``scheduled``, from ``now`` on."""
+        quotas = self.options.quotas
+        result = ScheduleResult()
+        slot_sets = {"default": new_slot_set(self.nbits, now, self.schedulable.copy(), quotas=quotas)}
+        self._block_available_upto(slot_sets["default"], quotas)
+        self._insert_scheduled(slot_sets, list(scheduled), now, quotas)
+        placed: dict[int, tuple[int, int]] = {}  # job id -> (start, W), for dependencies
+        round_ids = {j.id for j in jobs}
+        for job in jobs:
+            try:
+                self._schedule_job(job, slot_sets, placed, round_ids, result, quotas)
+            except JobError as exc:
+                log.error("%s; job skipped", exc)
+                result.errors[job.id] = exc.message
+                result.unscheduled[job.id] = exc.message
+            except OarschedError as exc:
+                log.error("job %s: %s; job skipped", job.id, exc)
+                result.errors[job.id] = str(exc)
+                result.unscheduled[job.id] = str(exc)
+        return result
+
+    def _block_available_upto(self, ss: SlotSet, quotas) -> None:
+        """Resources leave the platform at their ``available_upto``: a pseudo job holds them from then on."""
+        by_time: dict[int, list[int]] = {}
+        for roid, r in enumerate(self.platform.resources):
+            if self.platform.schedulable[roid]:
+                by_time.setdefault(int(r.available_upto), []).append(roid)
+        pseudo = []
+        for t in sorted(by_time):
+            res = bitset.from_indices(by_time[t], self.nbits)
+            pseudo.append(Occupation(
+                start_time=t, walltime=MAX_TIME - t, resources=res,
+                quota_job=_PseudoQuotaJob() if quotas is not None else None,
+                nb_default=bitset.count(res & self.default_set),
+            ))
+        insert_jobs(ss, pseudo, quotas)
+
+    def _insert_scheduled(self, slot_sets: dict[str, SlotSet], scheduled: list[ScheduledJob], now: int, quotas) -> None:
+        sec = self.options.job_security_time
+        per_set: dict[str, list[Occupation]] = {"default": []}
+        for job in sorted(scheduled, key=lambda j: (j.start_time, j.id)):
+            is_be = "besteffort" in job.types
+            if is_be and not self.options.besteffort_round:
+                continue
+            res = bitset.from_indices(self.platform.roids(job.resources), self.nbits)
+            if job.state == "Suspended":
+                res = res & ~self.suspendable
+            w = int(job.walltime) + sec + int(job.suspended_time)
+            if "container" in job.types:
+                name = job.types["container"] or str(job.id)
+                inner = slot_sets.get(name)
+                if inner is None:
+                    inner = slot_sets[name] = new_slot_set(self.nbits, 1, bitset.empty(self.nbits), quotas=quotas)
+                give(inner, Occupation(start_time=max(job.start_time, now), walltime=w - sec, resources=res))
+            set_name = job.types.get("inner", "default") if "inner" in job.types else "default"
+            per_set.setdefault(set_name, []).append(self._occupation(job, job.start_time, w, res, quotas))
+        for name, ss in slot_sets.items():
+            if name in per_set:
+                insert_jobs(ss, per_set[name], quotas)
+
+    def _occupation(self, job, start: int, w: int, res: np.ndarray, quotas) -> Occupation:
+        ts_key = _ts_key(job)
+        ph, ph_name = _placeholder(job.types)
+        counts = quotas is not None and "container" not in job.types
+        return Occupation(
+            start_time=start, walltime=w, resources=res, ts_key=ts_key, ph=ph, ph_name=ph_name,
+            quota_job=_QuotaView.of(job) if counts else None,
+            nb_default=bitset.count(res & self.default_set), job_id=job.id,
+        )
+
+    def _min_start(self, job: Job, placed: dict[int, tuple[int, int]], round_ids: set[int]) -> int | str:
+        """Earliest start allowed by dependencies, -1 for none, or the reason the job must wait."""
+        min_start = -1
+        for dep in job.dependencies:
+            if dep.state == "Error":
+                continue
+            if dep.state == "Waiting":
+                if dep.job_id not in round_ids:
+                    return f"depends on waiting job {dep.job_id} that is not scheduled in this round"
+                if dep.job_id not in placed:
+                    return f"depends on job {dep.job_id} that has no place yet"
+                start, w = placed[dep.job_id]
+                min_start = max(min_start, start + w)
+            elif dep.state == "Terminated" and (dep.exit_code in (0, None)):
+                continue
+            else:
+                return f"depends on job {dep.job_id} in state {dep.state}" + (
+                    f" (exit code {dep.exit_code})" if dep.state == "Terminated" else "")
+        return min_start
+
+    def _schedule_job(self, job: Job, slot_sets, placed, round_ids, result: ScheduleResult, quotas) -> None:
+        min_start = self._min_start(job, placed, round_ids)
+        if isinstance(min_start, str):
+            result.unscheduled[job.id] = min_start
+            return
+        set_name = job.types["inner"] if "inner" in job.types else "default"
+        ss = slot_sets.get(set_name)
+        if ss is None:
+            raise JobError(job.id, f"container {set_name!r} has no slot set (not placed or unknown)")
+        moldables = self._compile(job)
+        choice = self._choose_moldable(ss, job, moldables, min_start, quotas)
+        if choice is None:
+            result.unscheduled[job.id] = "no suitable resources and time window"
+            return
+        mld_id, w, start, res = choice
+        occ = self._occupation(job, start, w, res, quotas)
+        occupy(ss, occ, quotas)
+        roids = bitset.to_indices(res)
+        result.assignments[job.id] = Assignment(
+            job_id=job.id, moldable_id=mld_id, start_time=start, walltime=w,
+            resources=[int(x) for x in self.platform.rids[roids]], roids=roids,
+        )
+        placed[job.id] = (start, w)
+        if "container" in job.types:
+            self._open_container(job, slot_sets, start, w, res, quotas)
+
+    def _open_container(self, job: Job, slot_sets, start: int, w: int, res: np.ndarray, quotas) -> None:
+        sec = self.options.job_security_time
+        name = job.types["container"] or str(job.id)
+        inner = slot_sets.get(name)
+        if inner is not None:
+            give(inner, Occupation(start_time=start, walltime=w - sec, resources=res))
+        else:
+            slot_sets[name] = new_slot_set(self.nbits, start, res.copy(), end=start + w - sec, quotas=quotas)
+
+    def _choose_moldable(self, ss: SlotSet, job: Job, moldables, min_start: int, quotas):
+        """Earliest-finishing moldable, ties to the first (OAR3)."""
+        best = None
+        for mld_id, w, request, key in moldables:
+            found = self._find_window(ss, job, w, request, key, min_start, quotas)
+            if found is None:
+                continue
+            start, res = found
+            finish = start + w - 1
+            if best is None or finish < best[0]:
+                best = (finish, mld_id, w, start, res)
+        if best is None:
+            return None
+        return best[1], best[2], best[3], best[4]
+
+    def _start_slot(self, ss: SlotSet, min_start: int) -> int:
+        """First slot to scan from a dependency's end: the job never starts before ``min_start``."""
+        sid = ss.slot_id_at(min_start)
+        if sid == 0:
+            return 0 if min_start < ss.begin else -1
+        b, e, _, _ = ss.slot(sid)
+        if b < min_start:
+            # split so that a slot begins at min_start; the earlier part keeps the id (cache stays valid)
+            _, sid = ss.split_at_after(sid, min_start)
+        return sid
+
+    def _find_window(self, ss: SlotSet, job: Job, w: int, request: Request, key, min_start: int, quotas):
+        ts_key = _ts_key(job)
+        ph, ph_name = _placeholder(job.types)
+        cacheable = self.options.use_cache and ts_key is None and ph == NO_PLACEHOLDER
+        if min_start < 0:
+            start_sid = ss.cache.get(key, 0) if cacheable else 0
+        else:
+            start_sid = self._start_slot(ss, min_start)
+            if start_sid < 0:
+                return None
+        ext = share_extension(ss, ts_key, ph, ph_name)
+        with_quotas = quotas is not None and not job.no_quotas
+        if with_quotas:
+            found = quotas.find_window(ss, start_sid, w, request, ext, _QuotaView.of(job), self.default_set)
+        else:
+            found = ss.find_first(start_sid, w, request, ext)
+        if found is None:
+            return None
+        sl, _sr, res = found
+        if cacheable and min_start < 0 and not with_quotas:
+            ss.cache[key] = sl
+        return ss.slot(sl)[0], res
+
+
+@dataclass
+class _QuotaView:
+    """What quota counters read of a job: queue, project, user and its OAR types (first one counts)."""
+
+    queue: str
+    project: str
+    user: str
+    types: dict
+
+    @classmethod
+    def of(cls, job) -> "_QuotaView":
+        types = {k: v for k, v in job.types.items() if k not in ATTRIBUTE_TYPES}
+        return cls(queue=job.queue, project=job.project, user=job.user, types=types)
+
+
+def _PseudoQuotaJob() -> _QuotaView:
+    # OAR3 counts the available_upto pseudo jobs as a job of user "" in queue default (T5)
+    return _QuotaView(queue="default", project="", user="", types={})
+
+
+def _ts_key(job) -> tuple[str, str] | None:
+    """Timesharing key: ``timesharing=user,name`` shares with jobs of the same user and name."""
+    value = job.types.get("timesharing") if job.types else None
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    u = parts[0] if parts else "*"
+    n = parts[1] if len(parts) > 1 else "*"
+    user = job.user if u == "user" else "*"
+    name = job.name if n == "name" else "*"
+    return (user, name)
+
+
+def _placeholder(types: dict) -> tuple[int, str]:
+    from oarsched.model.job import ALLOW, PLACEHOLDER
+
+    if "placeholder" in types:
+        return PLACEHOLDER, types["placeholder"]
+    if "allow" in types:
+        return ALLOW, types["allow"]
+    return NO_PLACEHOLDER, ""

@@ -1,0 +1,212 @@
+"""Jobs as the scheduler sees them: moldables, resource groups, types, dependencies.
+
+A job is a list of *moldables* (alternative shapes: a walltime and one or more
+resource groups); the scheduler picks the one that finishes first.  A resource
+group is a hierarchy request (``switch=1/network_address=2/core=4``: one count
+per hierarchy level, top to bottom) restricted by an optional property
+expression (OAR's SQL-like ``WHERE`` text).
+
+Walltimes here are the walltimes *as submitted*; the engine adds the job
+security time itself.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from oarsched.errors import JobError
+
+# OAR stores the keyword counts of a level as negative numbers.
+ALL, BEST, HALF_BEST = -1, -2, -3
+KEYWORD_COUNTS = {"ALL": ALL, "BEST": BEST, "HALF_BEST": HALF_BEST}
+
+# Placeholder kinds (OAR's ph attribute).
+NO_PLACEHOLDER, PLACEHOLDER, ALLOW = 0, 1, 2
+
+_LEVEL_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*([A-Za-z_]+|-?\d+)\s*$")
+
+
+@dataclass
+class ResourceGroup:
+    """One ``+``-separated part of a moldable: levels top to bottom and a property filter."""
+
+    levels: list[tuple[str, int]]
+    property: str = ""
+
+    def __post_init__(self) -> None:
+        self.levels = [(str(label), int(n)) for label, n in self.levels]
+
+
+@dataclass
+class Moldable:
+    """One alternative shape of a job."""
+
+    id: int
+    walltime: int
+    groups: list[ResourceGroup]
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """A dependency on another job, with that job's state as OAR records it."""
+
+    job_id: int
+    state: str = "Waiting"
+    exit_code: int | None = None
+
+
+@dataclass
+class Job:
+    """A waiting job.
+
+    ``types`` maps OAR job types to their value (``{"besteffort": "", "inner": "12"}``),
+    in the order OAR lists them (quotas look at the first one).  ``request`` and
+    ``walltime`` are a shorthand for a single moldable.
+    """
+
+    id: int
+    moldables: list[Moldable] = field(default_factory=list)
+    user: str = ""
+    project: str = "default"
+    name: str = ""
+    queue: str = "default"
+    types: dict[str, str] = field(default_factory=dict)
+    properties: str = ""
+    dependencies: list[Dependency] = field(default_factory=list)
+    submission_time: int = 0
+    job_type: str = "PASSIVE"
+    walltime: int | None = None
+    request: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.types, (list, tuple)):
+            self.types = parse_job_types(self.types)
+        if self.request is not None or self.walltime is not None:
+            if self.moldables:
+                raise JobError(self.id, "give either moldables or request/walltime, not both")
+            if self.walltime is None:
+                raise JobError(self.id, "a request needs a walltime")
+            groups = parse_request(self.request or "resource_id=1", job_id=self.id)
+            self.moldables = [Moldable(id=self.id, walltime=int(self.walltime), groups=groups)]
+
+    # Views of the types, as OAR derives job attributes from them.
+    @property
+    def besteffort(self) -> bool:
+        return "besteffort" in self.types
+
+    @property
+    def no_quotas(self) -> bool:
+        return "no_quotas" in self.types
+
+    @property
+    def timesharing(self) -> tuple[str, str] | None:
+        """``(user_key, name_key)`` from ``timesharing=A,B`` or None."""
+        value = self.types.get("timesharing")
+        if value is None:
+            return None
+        parts = [p.strip() for p in value.split(",")]
+        user = parts[0] if parts and parts[0] else "*"
+        name = parts[1] if len(parts) > 1 and parts[1] else "*"
+        return user, name
+
+    @property
+    def placeholder(self) -> tuple[int, str]:
+        """``(kind, name)``: PLACEHOLDER for ``placeholder=N``, ALLOW for ``allow=N``."""
+        if "placeholder" in self.types:
+            return PLACEHOLDER, self.types["placeholder"]
+        if "allow" in self.types:
+            return ALLOW, self.types["allow"]
+        return NO_PLACEHOLDER, ""
+
+
+def parse_job_types(values: Iterable[str]) -> dict[str, str]:
+    """Turn OAR ``job_types.type`` strings into a type dict.
+
+    ``name=value`` gives ``{name: value}``; a string with no ``=`` gives an empty
+    value.  Like OAR3, a value that itself contains ``=`` becomes ``""`` except
+    for ``find``/``assign`` whose arguments use ``k=v``.  ``timesharing``,
+    ``placeholder`` and ``allow`` keep their value.
+    """
+    types: dict[str, str] = {}
+    for raw in values:
+        raw = raw.strip()
+        if not raw:
+            continue
+        name, sep, value = raw.partition("=")
+        name = name.strip()
+        if not sep:
+            types[name] = ""
+        elif name in ("find", "assign") or "=" not in value:
+            types[name] = value.strip()
+        else:
+            types[name] = ""
+    return types
+
+
+def parse_level(text: str, job_id: int | None = None) -> tuple[str, int]:
+    """``"core=4"`` -> ``("core", 4)``; ``ALL``/``BEST``/``HALF_BEST`` -> -1/-2/-3."""
+    m = _LEVEL_RE.match(text)
+    if not m:
+        raise JobError(job_id, f"malformed resource level {text!r} (expected LABEL=N)")
+    label, count = m.group(1), m.group(2)
+    if count.upper() in KEYWORD_COUNTS:
+        return label, KEYWORD_COUNTS[count.upper()]
+    try:
+        n = int(count)
+    except ValueError:
+        raise JobError(job_id, f"bad count {count!r} in resource level {text!r}") from None
+    if n <= 0:
+        raise JobError(job_id, f"resource count must be positive in {text!r}")
+    return label, n
+
+
+def parse_request(text: str, job_id: int | None = None, nodes_label: str = "network_address") -> list[ResourceGroup]:
+    """Parse an ``oarsub -l`` resource part (without ``walltime=``) into groups.
+
+    ``{prop}/switch=1/nodes=2+{prop2}/core=4``: groups separated by ``+``, an
+    optional ``{...}`` property per group, levels separated by ``/``.  ``nodes``
+    is renamed to ``nodes_label`` (OAR's OARSUB_NODES_RESOURCES).
+    """
+    if text is None or not text.strip():
+        raise JobError(job_id, "empty resource request")
+    groups: list[ResourceGroup] = []
+    for part in _split_top(text, "+"):
+        part = part.strip()
+        prop = ""
+        if part.startswith("{"):
+            end = part.find("}")
+            if end < 0:
+                raise JobError(job_id, f"unclosed '{{' in resource request {text!r}")
+            prop = part[1:end].strip()
+            part = part[end + 1 :].lstrip("/").strip()
+        if not part:
+            raise JobError(job_id, f"resource group without levels in {text!r}")
+        levels = []
+        for lvl in part.split("/"):
+            label, n = parse_level(lvl, job_id)
+            if label == "nodes":
+                label = nodes_label
+            levels.append((label, n))
+        keyword_levels = [n for _, n in levels if n < 0]
+        if len(keyword_levels) > 1:
+            raise JobError(job_id, f"only one ALL/BEST/HALF_BEST level per group in {text!r}")
+        groups.append(ResourceGroup(levels=levels, property=prop))
+    return groups
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """Split on ``sep`` outside ``{...}`` property blocks."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        if ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts

@@ -1,0 +1,318 @@
+"""Reading OAR3's database into the model, and writing decisions back.
+
+Everything here is SQLAlchemy 2.0 Core over the reflected OAR3 schema, so the
+site-specific columns of ``resources`` (hierarchy labels, properties) are
+seen as they are.  No text coming from jobs or from the configuration is
+pasted into SQL: property expressions are parsed
+(:mod:`oarsched.model.properties`) and the resource order is a list of
+checked column names.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import Engine, and_, asc, bindparam, case, create_engine, desc, func, insert, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from oarsched._core import bitset
+from oarsched.engine.scheduler import ScheduledJob, ScheduleResult
+from oarsched.errors import DatabaseError, JobError, PropertyError
+from oarsched.model.job import Dependency, Job, Moldable, ResourceGroup, parse_job_types
+from oarsched.model.platform import Platform, Resource
+
+log = logging.getLogger("oarsched.db")
+
+RESOURCE_CORE_COLUMNS = ("resource_id", "type", "state", "available_upto")
+
+
+@dataclass
+class JobRows:
+    """Waiting jobs read from the database, and the ones that could not be read."""
+
+    jobs: list[Job] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
+    message_info: dict[int, tuple[str, str, str]] = field(default_factory=dict)
+    """job id -> (job_type, queue, name) for ``jobs.message``."""
+
+
+class OarDatabase:
+    """An OAR3 database (SQLite or PostgreSQL) seen through SQLAlchemy."""
+
+    def __init__(self, url_or_engine: str | Engine) -> None:
+        from oarsched.oar.schema import reflect_tables
+
+        self.engine = create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        try:
+            with self.engine.connect() as conn:
+                self.tables = reflect_tables(conn)
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"cannot open the OAR database ({self.engine.url.render_as_string(hide_password=True)}): "
+                                f"{exc.__class__.__name__}: {_first_line(exc)}") from None
+        self.dialect = self.engine.dialect.name
+
+    # -- resources ---------------------------------------------------------------------
+    def read_resources(self, conn: Connection, order_terms: Sequence[tuple[str, str, str | None]]) -> list[Resource]:
+        """All resources in scheduling order (``SCHEDULER_RESOURCE_ORDER``, evaluated by the database)."""
+        t = self.tables["resources"]
+        order = []
+        for column, direction, nulls in order_terms:
+            if column not in t.c:
+                raise DatabaseError(f"SCHEDULER_RESOURCE_ORDER names column {column!r} that resources has not")
+            expr = desc(t.c[column]) if direction.upper() == "DESC" else asc(t.c[column])
+            if nulls:
+                expr = expr.nulls_first() if nulls.upper() == "FIRST" else expr.nulls_last()
+            order.append(expr)
+        rows = conn.execute(select(t).order_by(*order)).mappings().all()
+        resources = []
+        for row in rows:
+            props = {k: v for k, v in row.items() if k not in RESOURCE_CORE_COLUMNS}
+            rid = row["resource_id"]
+            if rid is None:
+                raise DatabaseError("a resources row has a NULL resource_id")
+            upto = row["available_upto"]
+            resources.append(Resource(
+                id=int(rid),
+                state=row["state"] if row["state"] is not None else "Alive",
+                type=row["type"] if row["type"] is not None else "default",
+                available_upto=int(upto) if upto is not None else 2**31 - 1,
+                properties=props,
+            ))
+        return resources
+
+    def resource_ids_matching(self, conn: Connection, expr) -> list[int]:
+        """Resource ids selected by a parsed property expression (bound parameters only)."""
+        t = self.tables["resources"]
+        stmt = select(t.c.resource_id)
+        if expr is not None:
+            stmt = stmt.where(expr.to_sqlalchemy(t))
+        return [int(r[0]) for r in conn.execute(stmt)]
+
+    # -- waiting jobs --------------------------------------------------------------------
+    def read_waiting_jobs(self, conn: Connection, queues: Sequence[str], nodes_label: str = "network_address") -> JobRows:
+        """The queues' waiting jobs (not reservations), by job id, with moldables, types and dependencies."""
+        jobs_t = self.tables["jobs"]
+        rows = conn.execute(
+            select(jobs_t.c.job_id, jobs_t.c.job_user, jobs_t.c.project, jobs_t.c.job_name, jobs_t.c.queue_name,
+                   jobs_t.c.properties, jobs_t.c.submission_time, jobs_t.c.job_type)
+            .where(jobs_t.c.state == "Waiting", jobs_t.c.reservation == "None", jobs_t.c.queue_name.in_(list(queues)))
+            .order_by(jobs_t.c.job_id)
+        ).all()
+        out = JobRows()
+        if not rows:
+            return out
+        ids = [int(r.job_id) for r in rows]
+        moldables = self._read_moldables(conn, ids)
+        types = self._read_types(conn, ids)
+        deps = self._read_dependencies(conn, ids)
+        for r in rows:
+            jid = int(r.job_id)
+            try:
+                mlds = moldables.get(jid)
+                if not mlds:
+                    raise JobError(jid, "no current moldable description (moldable_job_descriptions/job_resource_groups)")
+                job = Job(
+                    id=jid, moldables=mlds, user=r.job_user or "", project=r.project or "",
+                    name=r.job_name or "", queue=r.queue_name, types=types.get(jid, {}),
+                    properties=r.properties or "", dependencies=deps.get(jid, []),
+                    submission_time=int(r.submission_time or 0), job_type=r.job_type or "PASSIVE",
+                )
+            except JobError as exc:
+                log.error("%s; job skipped", exc)
+                out.errors[jid] = exc.message
+                continue
+            out.jobs.append(job)
+            out.message_info[jid] = (job.job_type, job.queue, job.name)
+        return out
+
+    def _read_moldables(self, conn: Connection, ids: list[int]) -> dict[int, list[Moldable]]:
+        m = self.tables["moldable_job_descriptions"]
+        g = self.tables["job_resource_groups"]
+        d = self.tables["job_resource_descriptions"]
+        stmt = (
+            select(m.c.moldable_job_id, m.c.moldable_id, m.c.moldable_walltime, g.c.res_group_id,
+                   g.c.res_group_property, d.c.res_job_resource_type, d.c.res_job_value)
+            .join(g, g.c.res_group_moldable_id == m.c.moldable_id)
+            .join(d, d.c.res_job_group_id == g.c.res_group_id)
+            .where(m.c.moldable_index == "CURRENT", g.c.res_group_index == "CURRENT",
+                   d.c.res_job_index == "CURRENT", m.c.moldable_job_id.in_(ids))
+            .order_by(m.c.moldable_id, g.c.res_group_id, d.c.res_job_order)
+        )
+        by_job: dict[int, dict[int, Moldable]] = defaultdict(dict)
+        groups: dict[int, ResourceGroup] = {}
+        for row in conn.execute(stmt):
+            jid, mid = int(row.moldable_job_id), int(row.moldable_id)
+            mld = by_job[jid].get(mid)
+            if mld is None:
+                walltime = row.moldable_walltime
+                mld = by_job[jid][mid] = Moldable(id=mid, walltime=int(walltime) if walltime is not None else None, groups=[])
+            grp = groups.get(row.res_group_id)
+            if grp is None:
+                grp = groups[row.res_group_id] = ResourceGroup(levels=[], property=row.res_group_property or "")
+                mld.groups.append(grp)
+            value = row.res_job_value
+            grp.levels.append((row.res_job_resource_type, int(value) if value is not None else 0))
+        return {jid: sorted(mlds.values(), key=lambda x: x.id) for jid, mlds in by_job.items()}
+
+    def _read_types(self, conn: Connection, ids: list[int]) -> dict[int, dict[str, str]]:
+        t = self.tables["job_types"]
+        stmt = select(t.c.job_id, t.c.type).where(t.c.job_id.in_(ids)).order_by(t.c.job_type_id)
+        raw: dict[int, list[str]] = defaultdict(list)
+        for row in conn.execute(stmt):
+            raw[int(row.job_id)].append(row.type or "")
+        return {jid: parse_job_types(values) for jid, values in raw.items()}
+
+    def _read_dependencies(self, conn: Connection, ids: list[int]) -> dict[int, list[Dependency]]:
+        dep = self.tables["job_dependencies"]
+        jobs_t = self.tables["jobs"]
+        stmt = (
+            select(dep.c.job_id, dep.c.job_id_required, jobs_t.c.state, jobs_t.c.exit_code)
+            .join(jobs_t, jobs_t.c.job_id == dep.c.job_id_required, isouter=True)
+            .where(dep.c.job_dependency_index == "CURRENT", dep.c.job_id.in_(ids))
+            .order_by(dep.c.job_id, dep.c.job_id_required)
+        )
+        out: dict[int, list[Dependency]] = defaultdict(list)
+        for row in conn.execute(stmt):
+            state = row.state if row.state is not None else "Unknown"
+            out[int(row.job_id)].append(Dependency(int(row.job_id_required), state, row.exit_code))
+        return out
+
+    # -- jobs already in the gantt ---------------------------------------------------------
+    def read_scheduled_jobs(self, conn: Connection, now: int) -> list[ScheduledJob]:
+        """Every job with gantt rows (running jobs, reservations, earlier queues' decisions)."""
+        jobs_t = self.tables["jobs"]
+        gp = self.tables["gantt_jobs_predictions"]
+        gr = self.tables["gantt_jobs_resources"]
+        m = self.tables["moldable_job_descriptions"]
+        stmt = (
+            select(jobs_t.c.job_id, jobs_t.c.state, jobs_t.c.suspended, jobs_t.c.job_user, jobs_t.c.project,
+                   jobs_t.c.queue_name, jobs_t.c.job_name, gp.c.moldable_job_id, gp.c.start_time,
+                   m.c.moldable_walltime, gr.c.resource_id)
+            .join(m, m.c.moldable_id == gp.c.moldable_job_id)
+            .join(jobs_t, jobs_t.c.job_id == m.c.moldable_job_id)
+            .join(gr, gr.c.moldable_job_id == gp.c.moldable_job_id)
+            .where(m.c.moldable_index == "CURRENT")
+            .order_by(gp.c.start_time, jobs_t.c.job_id, gr.c.resource_id)
+        )
+        jobs: dict[int, ScheduledJob] = {}
+        suspended_ids = []
+        for row in conn.execute(stmt):
+            jid = int(row.job_id)
+            sj = jobs.get(jid)
+            if sj is None:
+                sj = jobs[jid] = ScheduledJob(
+                    id=jid, start_time=int(row.start_time or 0), walltime=int(row.moldable_walltime or 0),
+                    resources=[], moldable_id=int(row.moldable_job_id), user=row.job_user or "",
+                    project=row.project or "", queue=row.queue_name or "", name=row.job_name or "",
+                    state=row.state or "",
+                )
+                if row.suspended == "YES":
+                    suspended_ids.append(jid)
+            sj.resources.append(int(row.resource_id))
+        if not jobs:
+            return []
+        types = self._read_types(conn, list(jobs))
+        for jid, sj in jobs.items():
+            sj.types = types.get(jid, {})
+        for jid in suspended_ids:
+            jobs[jid].suspended_time = self._suspended_duration(conn, jid, now)
+        return list(jobs.values())
+
+    def _suspended_duration(self, conn: Connection, job_id: int, now: int) -> int:
+        logs = self.tables["job_state_logs"]
+        rows = conn.execute(
+            select(logs.c.date_start, logs.c.date_stop)
+            .where(logs.c.job_id == job_id, logs.c.job_state.in_(["Suspended", "Resuming"]))
+        ).all()
+        total = 0
+        for start, stop in rows:
+            start, stop = int(start or 0), int(stop or 0)
+            spent = (now - start) if stop == 0 else (stop - start)
+            if spent > 0:
+                total += spent
+        return total
+
+    # -- accounting (fairshare) ---------------------------------------------------------------
+    def read_accounting(self, conn: Connection, queues: Sequence[str], window_start: int, now: int):
+        from oarsched.policies.sorting import load_accounting
+
+        return load_accounting(conn, self.tables, queues, window_start, now)
+
+    # -- writing -----------------------------------------------------------------------------
+    def write_decisions(self, conn: Connection, result: ScheduleResult, messages: dict[int, str],
+                        karma: dict[int, float] | None = None) -> int:
+        """Insert the gantt rows of every assignment and update ``jobs.message`` (and ``last_karma``).
+
+        Runs inside the caller's transaction: the round is written whole or not at all.
+        Resource rows are written one statement per contiguous range of resource ids,
+        expanded inside the database.  Returns the number of resource rows.
+        """
+        gp = self.tables["gantt_jobs_predictions"]
+        assignments = sorted(result.assignments.values(), key=lambda a: a.job_id)
+        if not assignments:
+            return 0
+        conn.execute(insert(gp), [{"moldable_job_id": a.moldable_id, "start_time": a.start_time} for a in assignments])
+        ranges = []
+        nrows = 0
+        for a in assignments:
+            for lo, hi in _ranges(a.resources):
+                ranges.append({"mld": a.moldable_id, "lo": lo, "hi": hi})
+                nrows += hi - lo + 1
+        conn.execute(self._range_insert(), ranges)
+        self._write_messages(conn, messages, karma or {})
+        return nrows
+
+    def _range_insert(self):
+        if self.dialect == "postgresql":
+            return text(
+                "INSERT INTO gantt_jobs_resources (moldable_job_id, resource_id) "
+                "SELECT :mld, g FROM generate_series(CAST(:lo AS INTEGER), CAST(:hi AS INTEGER)) AS g"
+            )
+        return text(
+            "INSERT INTO gantt_jobs_resources (moldable_job_id, resource_id) "
+            "WITH RECURSIVE r(x) AS (SELECT :lo UNION ALL SELECT x + 1 FROM r WHERE x < :hi) "
+            "SELECT :mld, x FROM r"
+        )
+
+    def _write_messages(self, conn: Connection, messages: dict[int, str], karma: dict[int, float]) -> None:
+        jobs_t = self.tables["jobs"]
+        if messages:
+            conn.execute(
+                update(jobs_t).where(jobs_t.c.job_id == bindparam("jid")).values(message=bindparam("msg")),
+                [{"jid": jid, "msg": msg} for jid, msg in messages.items()],
+            )
+        if karma:
+            conn.execute(
+                update(jobs_t).where(jobs_t.c.job_id == bindparam("jid")).values(last_karma=bindparam("k")),
+                [{"jid": jid, "k": k} for jid, k in karma.items()],
+            )
+
+
+def job_message(nb_resources: int, walltime: int, job_type: str, queue: str, name: str, karma: float | None) -> str:
+    """``jobs.message`` as OAR3 writes it for a placed job."""
+    parts = [f"R={nb_resources}", f"W={walltime}", "J=P" if job_type == "PASSIVE" else "J=I", f"Q={queue}"]
+    if name:
+        parts.append(f"N={name}")
+    msg = ",".join(parts)
+    if karma is not None:
+        msg += f" (Karma={karma!r})"
+    return msg
+
+
+def _ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Contiguous runs of sorted ids."""
+    arr = np.unique(np.asarray(list(ids), dtype=np.int64))
+    if arr.size == 0:
+        return []
+    brk = np.nonzero(np.diff(arr) != 1)[0]
+    starts = np.concatenate(([0], brk + 1))
+    ends = np.concatenate((brk, [arr.size - 1]))
+    return [(int(arr[s]), int(arr[e])) for s, e in zip(starts, ends)]
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
