@@ -182,6 +182,8 @@ class Scheduler:
     def schedule(self, jobs: Sequence[Job], now: int, scheduled: Iterable[ScheduledJob] = ()) -> ScheduleResult:
         """Place ``jobs`` (in this order) after the jobs already ``scheduled``, from ``now`` on."""
         quotas = self.options.quotas
+        if quotas is not None:
+            quotas.now = now
         result = ScheduleResult()
         slot_sets = {"default": new_slot_set(self.nbits, now, self.schedulable.copy(), quotas=quotas)}
         self._block_available_upto(slot_sets["default"], quotas)

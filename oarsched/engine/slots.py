@@ -45,8 +45,7 @@ def new_slot_set(nbits: int, begin: int, free: np.ndarray, end: int = MAX_TIME, 
     """A slot set of one slot ``[begin, end]``; with quotas, its slots carry counters."""
     ss = SlotSet(nbits, begin, end, free)
     if quotas is not None:
-        ss.quotas[1] = quotas.new_counters()
-        quotas.split_along_calendar(ss)
+        quotas.prepare(ss)
     return ss
 
 
