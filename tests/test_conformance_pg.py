@@ -77,7 +77,7 @@ def _run_case(check, kamelot: str, admin_url: str, case_dir: Path) -> str:
     pg_url = create_database(admin_url, name, locale="C")
     tmp = Path(tempfile.mkdtemp(prefix=f"pgconf-{case_dir.name}-"))
     try:
-        copy_sqlite_to_pg(case_dir / "before.sqlite", pg_url)
+        copy_sqlite_to_pg(case_dir / "before.sqlite", pg_url, on_int_overflow="widen")
         _pg_conf(check, case_dir, pg_url, tmp / "oar.conf")
         env = dict(os.environ, OARCONFFILE=str(tmp / "oar.conf"), **case.get("env", {}))
         proc = subprocess.run([kamelot, *case["argv"]], env=env, cwd=tmp, capture_output=True, text=True, timeout=600)

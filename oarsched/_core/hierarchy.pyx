@@ -52,6 +52,7 @@ cdef class Hierarchy:
         self.cap_pairs = 0
 
     def __init__(self, Py_ssize_t nbits, dict levels):
+        """``levels``: label -> block id of every order index (int array, -1 = none), or a list of blocks."""
         cdef int i
         self.nbits = nbits
         self.labels = list(levels)
@@ -70,9 +71,9 @@ cdef class Hierarchy:
         free(self.levels)
         free(self.pairs)
 
-    def _build_level(self, int i, list blocks):
-        cdef Py_ssize_t nb = len(blocks)
+    def _build_level(self, int i, blocks):
         block_of, sizes, ptr_a, lo_a, hi_a = _level_arrays(self.nbits, blocks)
+        cdef Py_ssize_t nb = sizes.shape[0]
         self._keep.extend([ptr_a, lo_a, hi_a, sizes])
         self._block_of.append(block_of)
         self._block_size.append(sizes)
@@ -123,23 +124,33 @@ cdef class Hierarchy:
 
 @cython.wraparound(True)
 @cython.boundscheck(True)
-def _level_arrays(Py_ssize_t nbits, list blocks):
-    """Interval lists of a level's blocks and the block of each order index."""
-    nb = len(blocks)
-    block_of = np.full(nbits, -1, dtype=np.int64)
-    sizes = np.zeros(nb, dtype=np.int64)
-    los, his, ptr = [], [], [0]
-    for b in range(nb):
-        r = np.sort(np.asarray(blocks[b], dtype=np.int64))
-        block_of[r] = b
-        sizes[b] = r.shape[0]
-        lo, hi = _runs(r)
-        los.append(lo)
-        his.append(hi)
-        ptr.append(ptr[-1] + lo.shape[0])
-    ptr_a = np.array(ptr, dtype=np.int64)
-    lo_a = np.ascontiguousarray(np.concatenate(los) if los else np.empty(0, np.int64), dtype=np.int64)
-    hi_a = np.ascontiguousarray(np.concatenate(his) if his else np.empty(0, np.int64), dtype=np.int64)
+def _level_arrays(Py_ssize_t nbits, blocks):
+    """Interval lists of a level's blocks and the block of each order index.
+
+    ``blocks`` is either the block id of every order index (-1: in no block;
+    ids numbered in block order) or a list of arrays of order indices.
+    """
+    if isinstance(blocks, np.ndarray) and blocks.ndim == 1 and blocks.shape[0] == nbits:
+        block_of = np.ascontiguousarray(blocks, dtype=np.int64)
+    else:
+        block_of = np.full(nbits, -1, dtype=np.int64)
+        for b, members in enumerate(blocks):
+            block_of[np.asarray(members, dtype=np.int64)] = b
+    roids = np.nonzero(block_of >= 0)[0].astype(np.int64)
+    nb = int(block_of.max()) + 1 if roids.shape[0] else 0
+    bb = block_of[roids]
+    order = np.lexsort((roids, bb))
+    r, bb = roids[order], bb[order]
+    n = r.shape[0]
+    sizes = np.ascontiguousarray(np.bincount(bb, minlength=nb), dtype=np.int64) if n else np.zeros(nb, np.int64)
+    newrun = np.ones(n, dtype=bool)
+    if n > 1:
+        newrun[1:] = (bb[1:] != bb[:-1]) | (r[1:] != r[:-1] + 1)
+    starts = np.nonzero(newrun)[0]
+    lo_a = np.ascontiguousarray(r[starts], dtype=np.int64)
+    hi_a = np.ascontiguousarray(r[np.append(starts[1:], n) - 1] if n else r[starts], dtype=np.int64)
+    runs = np.bincount(bb[starts], minlength=nb) if n else np.zeros(nb, np.int64)
+    ptr_a = np.ascontiguousarray(np.concatenate(([0], np.cumsum(runs))), dtype=np.int64)
     return block_of, sizes, ptr_a, lo_a, hi_a
 
 

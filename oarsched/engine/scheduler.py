@@ -16,6 +16,7 @@ import numpy as np
 
 from oarsched._core import bitset
 from oarsched._core.hierarchy import Hierarchy, Request
+from oarsched.engine.constraints import GroupConstraints
 from oarsched.engine.slots import (
     MAX_TIME,
     Occupation,
@@ -67,9 +68,23 @@ class Assignment:
     start_time: int
     walltime: int
     """Walltime as reserved: the moldable's walltime plus the job security time."""
-    resources: list[int]
+    rids: np.ndarray = field(repr=False)
     """Resource ids, in resource order (as OAR writes them)."""
-    roids: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+    roids: np.ndarray = field(repr=False)
+    """Order indices of the resources."""
+
+    @property
+    def resources(self) -> list[int]:
+        """Resource ids, in resource order."""
+        return self.rids.tolist()
+
+    @property
+    def nb_resources(self) -> int:
+        return int(self.rids.shape[0])
+
+    def __repr__(self) -> str:
+        return (f"Assignment(job_id={self.job_id}, moldable_id={self.moldable_id}, start_time={self.start_time}, "
+                f"walltime={self.walltime}, resources={self.resources})")
 
     @property
     def end_time(self) -> int:
@@ -123,35 +138,11 @@ class Scheduler:
         self.platform = platform
         self.options = options or SchedulerOptions()
         self.nbits = platform.size
-        self.hierarchy = Hierarchy(self.nbits, {lbl: platform.level(lbl) for lbl in platform.hierarchy_labels})
+        self.hierarchy = Hierarchy(self.nbits, {lbl: platform.block_ids(lbl) for lbl in platform.hierarchy_labels})
         self.schedulable = bitset.from_mask(platform.schedulable)
         self.default_set = bitset.from_mask(platform.default_type)
         self.suspendable = bitset.from_mask(platform.suspendable)
-        self._resolve = constraints or self._property_constraints
-        self._constraint_cache: dict[tuple[str, str], np.ndarray] = {}
-
-    # -- constraints ------------------------------------------------------------------
-    def _property_constraints(self, job: Job, group: ResourceGroup) -> np.ndarray:
-        """Resources a group may use: OAR3's rule, evaluated in memory.
-
-        With no property at all (or the group property ``type = 'default'``),
-        the default-type resources; otherwise every schedulable resource the
-        expression selects, whatever its type.
-        """
-        key = (job.properties or "", group.property or "")
-        cached = self._constraint_cache.get(key)
-        if cached is not None:
-            return cached
-        if not key[0] and key[1] in ("", "type = 'default'"):
-            result = self.default_set
-        else:
-            from oarsched.model import properties
-
-            expr = properties.combine(key[0], key[1])
-            idx = properties.select_resources(expr, self.platform.resources)
-            result = bitset.from_indices(idx, self.nbits) & self.schedulable
-        self._constraint_cache[key] = result
-        return result
+        self._resolve = constraints or GroupConstraints(platform)
 
     def _compile(self, job: Job) -> list[tuple[int, int, Request, tuple]]:
         """Moldables as ``(moldable_id, W, Request, cache_key)``; W includes the security time."""
@@ -292,7 +283,7 @@ class Scheduler:
         roids = bitset.to_indices(res)
         result.assignments[job.id] = Assignment(
             job_id=job.id, moldable_id=mld_id, start_time=start, walltime=w,
-            resources=[int(x) for x in self.platform.rids[roids]], roids=roids,
+            rids=self.platform.rids[roids], roids=roids,
         )
         placed[job.id] = (start, w)
         if "container" in job.types:

@@ -95,9 +95,10 @@ class Platform:
         self.suspendable = np.array([r.type in suspend for r in self.resources], dtype=bool) & self.schedulable
         self.nb_default_not_dead = sum(1 for r in self.resources if r.state != "Dead" and r.type == "default")
         self.nb_not_dead = sum(1 for r in self.resources if r.state != "Dead")
+        self._block_ids: dict[str, np.ndarray] = {}
         self._levels: dict[str, list[np.ndarray]] = {}
         for label in self.hierarchy_labels:
-            self._levels[label] = self._group_blocks(label)
+            self._block_ids[label] = self._group_blocks(label)
 
     # -- construction helpers -------------------------------------------------
     @classmethod
@@ -138,26 +139,39 @@ class Platform:
         return cls(resources, labels)
 
     # -- queries ---------------------------------------------------------------
-    def _group_blocks(self, label: str) -> list[np.ndarray]:
-        groups: dict[Any, list[int]] = {}
+    def _group_blocks(self, label: str) -> np.ndarray:
+        """Block id of each order index for a level (-1: not schedulable), ids in order of first appearance."""
+        ids = np.full(self.size, -1, dtype=np.int64)
+        seen: dict[Any, int] = {}
         for roid, r in enumerate(self.resources):
             if not self.schedulable[roid]:
                 continue
             key = r.value(label)
             if label not in ("resource_id", "id") and key is None and label not in r.properties:
                 raise PlatformError(f"resource {r.id}: no column {label!r} for hierarchy label {label!r}")
-            groups.setdefault(_hashable(key), []).append(roid)
-        return [np.array(v, dtype=np.int64) for v in groups.values()]
+            ids[roid] = seen.setdefault(_hashable(key), len(seen))
+        return ids
 
-    def level(self, label: str) -> list[np.ndarray]:
-        """The blocks (arrays of order indices) of a hierarchy level."""
+    def block_ids(self, label: str) -> np.ndarray:
+        """Block id of every order index at a hierarchy level (-1 for resources not schedulable)."""
         try:
-            return self._levels[label]
+            return self._block_ids[label]
         except KeyError:
             raise PlatformError(f"unknown hierarchy level {label!r} (HIERARCHY_LABELS: {','.join(self.hierarchy_labels)})") from None
 
+    def level(self, label: str) -> list[np.ndarray]:
+        """The blocks (arrays of order indices) of a hierarchy level, in block order."""
+        if label not in self._levels:
+            ids = self.block_ids(label)
+            roids = np.nonzero(ids >= 0)[0]
+            order = np.argsort(ids[roids], kind="stable")
+            sorted_roids, sorted_ids = roids[order], ids[roids][order]
+            cuts = np.nonzero(np.diff(sorted_ids))[0] + 1
+            self._levels[label] = [a.astype(np.int64) for a in np.split(sorted_roids, cuts)] if roids.size else []
+        return self._levels[label]
+
     def has_level(self, label: str) -> bool:
-        return label in self._levels
+        return label in self._block_ids
 
     def roids(self, rids: Iterable[int], *, schedulable_only: bool = True) -> np.ndarray:
         """Order indices of resource ids; unknown ids (and, by default, non-schedulable ones) are dropped."""
@@ -179,7 +193,7 @@ class Platform:
         return self.size
 
     def __repr__(self) -> str:
-        levels = ", ".join(f"{lbl}:{len(b)}" for lbl, b in self._levels.items())
+        levels = ", ".join(f"{lbl}:{int(b.max()) + 1 if b.size else 0}" for lbl, b in self._block_ids.items())
         return f"<Platform {self.size} resources; levels {levels}>"
 
 

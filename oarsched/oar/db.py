@@ -12,18 +12,17 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
-from sqlalchemy import Engine, and_, asc, bindparam, case, create_engine, desc, func, insert, select, text, update
+from sqlalchemy import Engine, asc, bindparam, create_engine, desc, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from oarsched._core import bitset
 from oarsched.engine.scheduler import ScheduledJob, ScheduleResult
-from oarsched.errors import DatabaseError, JobError, PropertyError
+from oarsched.errors import DatabaseError, JobError
 from oarsched.model.job import Dependency, Job, Moldable, ResourceGroup, parse_job_types
-from oarsched.model.platform import Platform, Resource
+from oarsched.model.platform import Resource
 
 log = logging.getLogger("oarsched.db")
 
@@ -259,7 +258,7 @@ class OarDatabase:
         ranges = []
         nrows = 0
         for a in assignments:
-            for lo, hi in _ranges(a.resources):
+            for lo, hi in _ranges(a.rids):
                 ranges.append({"mld": a.moldable_id, "lo": lo, "hi": hi})
                 nrows += hi - lo + 1
         conn.execute(self._range_insert(), ranges)
@@ -303,9 +302,9 @@ def job_message(nb_resources: int, walltime: int, job_type: str, queue: str, nam
     return msg
 
 
-def _ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
-    """Contiguous runs of sorted ids."""
-    arr = np.unique(np.asarray(list(ids), dtype=np.int64))
+def _ranges(ids: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous runs of distinct ids."""
+    arr = np.sort(np.asarray(ids, dtype=np.int64))
     if arr.size == 0:
         return []
     brk = np.nonzero(np.diff(arr) != 1)[0]

@@ -15,12 +15,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 
-from oarsched._core import bitset
+from oarsched.engine.constraints import GroupConstraints
 from oarsched.engine.scheduler import Scheduler, SchedulerOptions, ScheduleResult
-from oarsched.errors import JobError, OarschedError, PropertyError
-from oarsched.model.job import Job, ResourceGroup
+from oarsched.errors import OarschedError
+from oarsched.model.job import Job
 from oarsched.model.platform import Platform
 from oarsched.oar.config import OarConfig, setup_logging
 from oarsched.oar.db import OarDatabase, job_message
@@ -44,35 +43,6 @@ class RoundReport:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-class DbConstraints:
-    """Resources of a resource group, from its property expression, evaluated by the database."""
-
-    def __init__(self, db: OarDatabase, conn, platform: Platform):
-        self.db, self.conn, self.platform = db, conn, platform
-        self.default_set = bitset.from_mask(platform.default_type)
-        self.cache: dict[tuple[str, str], np.ndarray] = {}
-
-    def __call__(self, job: Job, group: ResourceGroup) -> np.ndarray:
-        from oarsched.model import properties
-
-        key = (job.properties or "", group.property or "")
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
-        if not key[0] and key[1] in ("", "type = 'default'"):
-            result = self.default_set
-        else:
-            try:
-                expr = properties.combine(key[0], key[1])
-            except PropertyError as exc:
-                raise JobError(job.id, f"bad property expression: {exc}") from None
-            rids = self.db.resource_ids_matching(self.conn, expr)
-            # resources that are not schedulable (Dead, Suspected) are simply unavailable
-            result = bitset.from_indices(self.platform.roids(rids), self.platform.size)
-        self.cache[key] = result
-        return result
-
-
 def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, write: bool = True) -> RoundReport:
     """One kamelot round for ``queue`` at ``now``: read, order, schedule, write (one transaction)."""
     from oarsched.policies.sorting import order_jobs
@@ -88,7 +58,6 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         resources = db.read_resources(conn, config.resource_order_terms)
         platform = Platform(resources, config.hierarchy_labels, config.suspendable_types)
         report.platform = platform
-        t1 = time.perf_counter()
         accounting = []
         if config.job_priority in ("FAIRSHARE", "MULTIFACTOR"):
             accounting = db.read_accounting(conn, [queue], now - config.get_int("SCHEDULER_FAIRSHARING_WINDOW_SIZE"), now)
@@ -106,7 +75,8 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
             besteffort_round=(queue == "besteffort"),
             quotas=quotas,
         )
-        scheduler = Scheduler(platform, options, constraints=DbConstraints(db, conn, platform))
+        constraints = GroupConstraints(platform, select=lambda expr: db.resource_ids_matching(conn, expr))
+        scheduler = Scheduler(platform, options, constraints=constraints)
         t2 = time.perf_counter()
         result = scheduler.schedule(jobs, now, scheduled)
         report.result = result
@@ -118,12 +88,11 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
             k = karma.get(jid) if karma else None
             if k is not None:
                 placed_karma[jid] = k
-            messages[jid] = job_message(len(a.resources), a.walltime, job_type, q, name, k)
+            messages[jid] = job_message(a.nb_resources, a.walltime, job_type, q, name, k)
         report.karma = placed_karma
         if write:
             report.resource_rows = db.write_decisions(conn, result, messages, placed_karma)
-        t4 = time.perf_counter()
-    report.timings = {"read": t1 - t0 + (t2 - t1), "schedule": t3 - t2, "write": time.perf_counter() - t3}
+    report.timings = {"read": t2 - t0, "schedule": t3 - t2, "write": time.perf_counter() - t3}  # write includes the commit
     for jid, why in result.unscheduled.items():
         log.info("job %s not scheduled: %s", jid, why)
     log.info("queue %s: %d placed, %d not placed, %d skipped (read %.3fs, schedule %.3fs, write %.3fs)",
