@@ -25,3 +25,7 @@ def require_shared() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+# the throwaway PostgreSQL server and per-test databases, for every test module
+from tests.pgserver import pg_server, pg_url  # noqa: E402,F401

@@ -20,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import require_shared, shared_dir
-from tests.pgserver import copy_sqlite_to_pg, create_database, drop_database, pg_server  # noqa: F401
+from tests.pgserver import copy_sqlite_to_pg, create_database, drop_database
 from tests.test_conformance import _case_names
 
 pytestmark = pytest.mark.postgres
@@ -94,7 +94,7 @@ def _run_case(check, kamelot: str, admin_url: str, case_dir: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_corpus_outcome(pg_server) -> dict[str, str]:  # noqa: F811
+def pg_corpus_outcome(pg_server) -> dict[str, str]:
     shared = require_shared()
     check = _load_check(shared)
     kamelot = shutil.which("oarsched-kamelot")

@@ -8,7 +8,6 @@ from oarsched.oar import demo, submit
 from oarsched.oar.schema import OAR_TABLES, reflect_tables
 from tests.oarrows import SUBMIT_TABLES, dump, private_copy, rebuild, ro_engine
 from tests.pgserver import copy_sqlite_to_pg, create_database, drop_database
-from tests.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.postgres
 

@@ -32,7 +32,7 @@ from oarsched.model.properties import (
     select_resources,
 )
 from tests.conftest import require_shared, shared_dir
-from tests.pgserver import copy_sqlite_to_pg, pg_server, pg_url, sqlite_ro_url  # noqa: F401
+from tests.pgserver import copy_sqlite_to_pg, sqlite_ro_url
 
 _SHARED = shared_dir()
 CORPUS_CASES = (

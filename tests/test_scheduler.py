@@ -1,7 +1,6 @@
 """The scheduling round of the engine: OAR3's semantics and the invariants of any schedule."""
 from __future__ import annotations
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -291,9 +291,20 @@ class OarDatabase:
             )
 
 
-def job_message(nb_resources: int, walltime: int, job_type: str, queue: str, name: str, karma: float | None) -> str:
-    """``jobs.message`` as OAR3 writes it for a placed job."""
-    parts = [f"R={nb_resources}", f"W={walltime}", "J=P" if job_type == "PASSIVE" else "J=I", f"Q={queue}"]
+def job_message(*, nb_resources: int | None, queue: str, walltime: int | None = None,
+                job_type: str = "PASSIVE", name: str | None = None, karma: float | None = None) -> str:
+    """``jobs.message`` as OAR3 writes it: ``R=..,W=..,J=P|I,Q=..[,N=..][ (Karma=..)]``.
+
+    ``W`` (the reserved walltime) is there for scheduled jobs, not for the
+    running jobs the meta-scheduler re-inserts.
+    """
+    parts = []
+    if nb_resources:
+        parts.append(f"R={nb_resources}")
+    if walltime is not None:
+        parts.append(f"W={walltime}")
+    parts.append("J=P" if job_type == "PASSIVE" else "J=I")
+    parts.append(f"Q={queue}")
     if name:
         parts.append(f"N={name}")
     msg = ",".join(parts)

@@ -88,7 +88,8 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
             k = karma.get(jid) if karma else None
             if k is not None:
                 placed_karma[jid] = k
-            messages[jid] = job_message(a.nb_resources, a.walltime, job_type, q, name, k)
+            messages[jid] = job_message(nb_resources=a.nb_resources, walltime=a.walltime, job_type=job_type,
+                                        queue=q, name=name, karma=k)
         report.karma = placed_karma
         if write:
             report.resource_rows = db.write_decisions(conn, result, messages, placed_karma)

@@ -35,6 +35,7 @@ from sqlalchemy.exc import NoSuchTableError
 
 from oarsched.errors import DatabaseError, JobError
 from oarsched.model.job import Moldable, ResourceGroup, parse_request
+from oarsched.oar.db import job_message
 from oarsched.oar.schema import make_metadata
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
     "add_running_job",
     "add_reservation",
     "add_prediction",
-    "job_message",
 ]
 
 _MD = make_metadata()
@@ -162,22 +162,6 @@ def _type_strings(types: Iterable[str] | Mapping[str, str]) -> list[str]:
     return [str(t) for t in types]
 
 
-def job_message(*, nb_resources: int | None, queue: str, name: str | None = None,
-                walltime: int | None = None, job_type: str = "PASSIVE") -> str:
-    """``jobs.message`` as OAR3's ``save_assigns`` writes it (``R=..,W=..,J=P,Q=..,N=..``)."""
-    parts = []
-    if nb_resources:
-        parts.append(f"R={nb_resources}")
-    if walltime is not None:
-        parts.append(f"W={walltime}")
-    parts.append("J=P" if job_type == "PASSIVE" else "J=I")
-    parts.append(f"Q={queue}")
-    if name:
-        parts.append(f"N={name}")
-    return ",".join(parts)
-
-
-# --------------------------------------------------------------------------- writes
 def add_resources(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Insert ``resources`` rows (site columns included) and return their ids, in order.
 
