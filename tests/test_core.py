@@ -181,3 +181,17 @@ def test_window_search_agrees_with_reference(data):
     else:
         assert got is not None
         assert (ss.slot(got[0])[0], set(ids(got[2]))) == want
+
+
+def test_missing_compiled_core_fails_with_a_build_hint(monkeypatch):
+    import importlib
+    import sys
+
+    import oarsched._core as core
+
+    monkeypatch.setitem(sys.modules, "oarsched._core.slotset", None)  # as if the extension were not built
+    monkeypatch.delattr(core, "slotset")
+    with pytest.raises(ImportError, match="pip install"):
+        importlib.reload(core)
+    monkeypatch.undo()
+    importlib.reload(core)
