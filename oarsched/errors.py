@@ -6,6 +6,10 @@ class OarschedError(Exception):
     """Base class of every error oarsched raises on purpose."""
 
 
+class UsageError(OarschedError):
+    """The command line is wrong (missing or malformed argument)."""
+
+
 class ConfigError(OarschedError):
     """A configuration file or key is missing or malformed."""
 

@@ -1,6 +1,7 @@
 """Shared fixtures: where the shared corpus lives."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -25,6 +26,20 @@ def require_shared() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _restore_oarsched_logger():
+    """``setup_logging`` (run by the entrypoints) configures the ``oarsched`` logger for the process:
+    give every test the logger as it found it."""
+    logger = logging.getLogger("oarsched")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    for handler in logger.handlers:
+        if handler not in saved[0]:
+            handler.close()
+    logger.handlers[:] = saved[0]
+    logger.propagate, logger.level = saved[1], saved[2]
 
 
 # the throwaway PostgreSQL server and per-test databases, for every test module

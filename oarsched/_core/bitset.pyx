@@ -2,7 +2,7 @@
 """Python helpers around the bitset C API (conversions and set algebra for tests and the engine)."""
 import numpy as np
 cimport numpy as cnp
-from oarsched._core.bitset cimport word, nwords, bs_count
+from oarsched._core.bitset cimport word, nwords, bs_count, bs_set_range, __builtin_popcountll
 
 cnp.import_array()
 
@@ -35,14 +35,85 @@ def from_mask(mask):
 def to_indices(cnp.ndarray[cnp.uint64_t, ndim=1] bs):
     """Sorted order indices of a set."""
     cdef Py_ssize_t nw = bs.shape[0], w, k = 0
+    cdef const word* a = <const word*>bs.data
     cdef word x
-    cdef cnp.ndarray[cnp.int64_t, ndim=1] out = np.empty(bs_count(<word*>bs.data, nw), dtype=np.int64)
+    cdef cnp.ndarray[cnp.int64_t, ndim=1] out = np.empty(bs_count(a, nw), dtype=np.int64)
+    cdef long long* o = <long long*>out.data
     for w in range(nw):
-        x = bs[w]
+        x = a[w]
         while x:
-            out[k] = w * 64 + __builtin_ctz(x)
+            o[k] = w * 64 + __builtin_ctz(x)
             k += 1
             x &= x - 1
+    return out
+
+
+def to_runs(cnp.ndarray[cnp.uint64_t, ndim=1] bs):
+    """The set as runs of consecutive order indices: an ``(n, 2)`` int64 array of inclusive ``[lo, hi]``.
+
+    A compact form for sets of consecutive resources (a job's nodes): a few
+    bytes per run instead of a bit per resource of the platform.
+    """
+    cdef Py_ssize_t nw = bs.shape[0], w, n = 0, k = 0
+    cdef const word* a = <const word*>bs.data
+    cdef word x, prev_top = 0
+    # a run starts at every set bit whose predecessor is clear
+    for w in range(nw):
+        x = a[w]
+        n += __builtin_popcountll(x & ~((x << 1) | prev_top))
+        prev_top = x >> 63
+    cdef cnp.ndarray[cnp.int64_t, ndim=2] out = np.empty((n, 2), dtype=np.int64)
+    cdef long long* o = <long long*>out.data
+    cdef long long i, start = -1
+    for w in range(nw):
+        x = a[w]
+        if x == 0:
+            if start >= 0:
+                o[2 * k], o[2 * k + 1] = start, w * 64 - 1
+                k += 1
+                start = -1
+            continue
+        if x == <word>0xFFFFFFFFFFFFFFFF:
+            if start < 0:
+                start = w * 64
+            continue
+        for i in range(64):
+            if (x >> i) & 1:
+                if start < 0:
+                    start = w * 64 + i
+            elif start >= 0:
+                o[2 * k], o[2 * k + 1] = start, w * 64 + i - 1
+                k += 1
+                start = -1
+    if start >= 0:
+        o[2 * k], o[2 * k + 1] = start, nw * 64 - 1
+        k += 1
+    return out
+
+
+def runs_to_indices(cnp.ndarray[cnp.int64_t, ndim=2] runs):
+    """Sorted order indices of ``(n, 2)`` inclusive runs (see :func:`to_runs`)."""
+    cdef Py_ssize_t r, n = runs.shape[0], k = 0, total = 0
+    cdef long long i
+    for r in range(n):
+        total += runs[r, 1] - runs[r, 0] + 1
+    cdef cnp.ndarray[cnp.int64_t, ndim=1] out = np.empty(total, dtype=np.int64)
+    cdef long long* o = <long long*>out.data
+    for r in range(n):
+        for i in range(runs[r, 0], runs[r, 1] + 1):
+            o[k] = i
+            k += 1
+    return out
+
+
+def from_runs(cnp.ndarray[cnp.int64_t, ndim=2] runs, Py_ssize_t nbits):
+    """The set of ``(n, 2)`` inclusive runs of order indices."""
+    cdef cnp.ndarray[cnp.uint64_t, ndim=1] out = np.zeros(nwords(nbits), dtype=np.uint64)
+    cdef Py_ssize_t r
+    for r in range(runs.shape[0]):
+        if runs[r, 0] < 0 or runs[r, 1] >= nbits or runs[r, 0] > runs[r, 1]:
+            raise IndexError(f"run [{runs[r, 0]}, {runs[r, 1]}] out of range 0..{nbits - 1}")
+        bs_set_range(<word*>out.data, runs[r, 0], runs[r, 1])
     return out
 
 

@@ -18,6 +18,9 @@ a constant number of times per search.
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, realloc
+from libc.stdlib cimport free as c_free
+from libc.string cimport memcpy
 from oarsched._core.bitset cimport (
     word, nwords, bs_copy, bs_fill, bs_iand, bs_ior, bs_iandnot, bs_and,
 )
@@ -40,6 +43,12 @@ cdef class SlotSet:
     ``free`` is the bitset (uint64 array) of the resources free in that slot.
     """
 
+    def __cinit__(self):
+        self.free = NULL
+
+    def __dealloc__(self):
+        c_free(self.free)
+
     def __init__(self, Py_ssize_t nbits, int64_t begin, int64_t end=MAX_TIME, free=None, Py_ssize_t capacity=64):
         if end < begin:
             raise ValueError(f"slot set ends ({end}) before it begins ({begin})")
@@ -51,16 +60,24 @@ cdef class SlotSet:
         self._prev = np.zeros(self.capacity, np.int64)
         self._next = np.zeros(self.capacity, np.int64)
         self._rules = np.full(self.capacity, -1, np.int64)
-        self._free = np.zeros((self.capacity, max(1, self.nwords)), np.uint64)
+        # the free sets, one row per slot id: C memory grown with realloc (no copy, no transient double)
+        self.free = <word*>calloc(self.capacity * max(1, self.nwords), sizeof(word))
+        if self.free == NULL:
+            raise MemoryError()
         self._scratch = np.zeros(max(1, self.nwords), np.uint64)
         self._acc = np.zeros(max(1, self.nwords), np.uint64)
         self._out = np.zeros(max(1, self.nwords), np.uint64)
-        self._seq = np.zeros(0, np.int64)
+        self._seq = np.zeros(64, np.int64)
+        self.seq_cap = 64
+        self.seq_buf = <int64_t*>(<cnp.ndarray>self._seq).data
+        self._suffix = np.empty((16, max(1, self.nwords)), np.uint64)
+        self.suffix_cap = 16
+        self.suffix_buf = <word*>(<cnp.ndarray>self._suffix).data
         self._refresh()
         self.ts = [None] * self.capacity
         self.ph = [None] * self.capacity
         self.quotas = [None] * self.capacity
-        self.cache = {}
+        self.cache = WindowCache(self)
         self.last_id = 1
         self.first_id = 1
         self.begin = begin
@@ -68,7 +85,10 @@ cdef class SlotSet:
         self.b[1] = begin
         self.e[1] = end
         if free is not None:
-            self._free[1, : self.nwords] = free
+            row = np.zeros(self.nwords, np.uint64)
+            row[:] = free
+            if self.nwords:
+                memcpy(self.free + self.nwords, <word*>(<cnp.ndarray>row).data, self.nwords * sizeof(word))
 
     cdef void _refresh(self):
         self.b = <int64_t*>(<cnp.ndarray>self._b).data
@@ -76,7 +96,6 @@ cdef class SlotSet:
         self.prv = <int64_t*>(<cnp.ndarray>self._prev).data
         self.nxt = <int64_t*>(<cnp.ndarray>self._next).data
         self.rules = <int64_t*>(<cnp.ndarray>self._rules).data
-        self.free = <word*>(<cnp.ndarray>self._free).data
         self.scratch = <word*>(<cnp.ndarray>self._scratch).data
 
     cdef int64_t _new_id(self) except -1:
@@ -91,9 +110,10 @@ cdef class SlotSet:
             rules = np.full(cap, -1, np.int64)
             rules[: self.capacity] = self._rules
             self._rules = rules
-            free = np.zeros((cap, self._free.shape[1]), np.uint64)
-            free[: self.capacity] = self._free
-            self._free = free
+            grown = <word*>realloc(self.free, cap * max(1, self.nwords) * sizeof(word))
+            if grown == NULL:
+                raise MemoryError()
+            self.free = grown  # rows past last_id are written (copied) before they are ever read
             grow = [None] * (cap - self.capacity)
             self.ts.extend(grow)
             self.ph.extend(grow)
@@ -121,12 +141,22 @@ cdef class SlotSet:
     def free_of(self, int64_t sid):
         """A copy of the free resources of a slot (bitset)."""
         self._check(sid)
-        return self._free[sid, : self.nwords].copy()
+        out = np.empty(self.nwords, np.uint64)
+        if self.nwords:
+            memcpy(<word*>(<cnp.ndarray>out).data, self.free + sid * self.nwords, self.nwords * sizeof(word))
+        return out
 
     def free_view(self, int64_t sid):
-        """The free resources of a slot, as a writable view (for the engine's own updates)."""
+        """The free resources of a slot, as a writable view (for the engine's own updates).
+
+        The view is valid until the slot set next grows (a split that needs
+        more room moves the rows): use it at once, never keep it.
+        """
         self._check(sid)
-        return self._free[sid, : self.nwords]
+        if not self.nwords:
+            return np.zeros(0, np.uint64)
+        cdef word[::1] row = <word[: self.nwords]>(self.free + sid * self.nwords)
+        return np.asarray(row)
 
     def rules_id(self, int64_t sid):
         return self.rules[sid]
@@ -295,6 +325,30 @@ cdef class SlotSet:
         return acc
 
     # -- the window search ------------------------------------------------------------
+    cdef int64_t* _seq_room(self, int64_t need) except NULL:
+        """The position -> slot id buffer, with room for ``need`` positions (grown by doubling)."""
+        if need > self.seq_cap:
+            grown = np.zeros(max(2 * need, 64), np.int64)
+            grown[: self.seq_cap] = self._seq[: self.seq_cap]
+            self._seq = grown
+            self.seq_cap = grown.shape[0]
+            self.seq_buf = <int64_t*>(<cnp.ndarray>self._seq).data
+        return self.seq_buf
+
+    cdef word* _suffix_room(self, int64_t rows) except NULL:
+        """Scratch rows for the suffix intersections of one window (grown by doubling, never shrunk)."""
+        if rows > self.suffix_cap:
+            self._suffix = np.empty((max(2 * rows, 16), max(1, self.nwords)), np.uint64)
+            self.suffix_cap = self._suffix.shape[0]
+            self.suffix_buf = <word*>(<cnp.ndarray>self._suffix).data
+        return self.suffix_buf
+
+    cdef inline void _load(self, word* dst, int64_t sid, const word* X) noexcept:
+        """``dst`` = free resources of slot ``sid`` (plus its extension row when ``X`` is given)."""
+        bs_copy(dst, self.free + sid * self.nwords, self.nwords)
+        if X != NULL:
+            bs_ior(dst, X + sid * self.nwords, self.nwords)
+
     def find_first(self, int64_t start_sid, int64_t walltime, Request request, ext=None, accept=None):
         """First window (in time order, from slot ``start_sid``) where ``request`` fits.
 
@@ -302,86 +356,324 @@ cdef class SlotSet:
         ``end(R) - begin(L) + 1 >= walltime``.  ``ext`` (array indexed by slot id)
         adds shareable resources to each slot (timesharing, placeholders).
         ``accept(L, R, resources)`` may veto a match (quotas).  Returns
-        ``(L, R, resources)`` or None.
+        ``(L, R, resources)`` or None.  Afterwards :attr:`last_fit` is the
+        left slot of the first window where the request matched, vetoed or
+        not (0: none).
+
+        Slots are visited lazily, only as far as the search goes: a search that
+        succeeds early costs nothing for the slots after its window.  The window
+        intersection is a two-stack sliding window: suffix intersections of the
+        older part (rebuilt when the left edge passes them) and one accumulator
+        of the newer part, so each slot is intersected a constant number of times.
         """
         cdef Py_ssize_t nw = self.nwords
-        cdef int64_t s, m = 0, i, j, k, bj, p
+        cdef int64_t i = 0, j = 0, m = 0, k, bj = -1, p = 0, sbase = 0, nxt_sid
         cdef int64_t* seq
-        cdef word* S
+        cdef word* S = NULL
         cdef word* B
         cdef word* A
         cdef word* out
         cdef word* X = NULL
-        cdef bint back_empty
+        cdef bint back_empty = True
         if walltime <= 0:
             raise ValueError("walltime must be positive")
         if ext is not None:
             if ext.shape[0] < self.last_id + 1:
                 raise ValueError("ext has fewer rows than slots")
             X = <word*>(<cnp.ndarray>ext).data
-        # slots in time order from start_sid
-        s = start_sid if start_sid else self.first_id
-        if self._seq.shape[0] < self.last_id + 1:
-            self._seq = np.zeros(2 * (self.last_id + 1), np.int64)
-        seq = <int64_t*>(<cnp.ndarray>self._seq).data
-        while s != 0:
-            seq[m] = s
-            m += 1
-            s = self.nxt[s]
-        suffix = np.empty((max(1, m), max(1, nw)), np.uint64)
-        S = <word*>(<cnp.ndarray>suffix).data
+        nxt_sid = start_sid if start_sid else self.first_id
+        self.last_fit = 0
+        seq = self._seq_room(64)
         B = <word*>(<cnp.ndarray>self._acc).data
         A = self.scratch
         out = <word*>(<cnp.ndarray>self._out).data
-        j = 0
-        bj = -1      # last position folded into the back accumulator or the suffixes
-        p = 0        # suffixes cover positions [.., p-1], the back accumulator [p, bj]
-        back_empty = True
-        for i in range(m):
+        while True:
+            # position i must exist
+            if i == m:
+                if nxt_sid == 0:
+                    return None
+                if m >= self.seq_cap:
+                    seq = self._seq_room(m + 1)
+                seq[m] = nxt_sid
+                nxt_sid = self.nxt[nxt_sid]
+                m += 1
             if j < i:
                 j = i
-            while j < m and self.e[seq[j]] - self.b[seq[i]] + 1 < walltime:
+            # R: first position j whose slot ends late enough
+            while True:
+                if j == m:
+                    if nxt_sid == 0:
+                        return None
+                    if m >= self.seq_cap:
+                        seq = self._seq_room(m + 1)
+                    seq[m] = nxt_sid
+                    nxt_sid = self.nxt[nxt_sid]
+                    m += 1
+                if self.e[seq[j]] - self.b[seq[i]] + 1 >= walltime:
+                    break
                 j += 1
-            if j == m:
-                break
             # fold positions bj+1..j into the back accumulator
             while bj < j:
                 bj += 1
                 if bj >= p:
                     if back_empty:
-                        bs_copy(B, self.free + seq[bj] * nw, nw)
-                        if X != NULL:
-                            bs_ior(B, X + seq[bj] * nw, nw)
+                        self._load(B, seq[bj], X)
                         back_empty = False
+                    elif X != NULL:
+                        self._load(A, seq[bj], X)
+                        bs_iand(B, A, nw)
                     else:
-                        if X != NULL:
-                            bs_copy(A, self.free + seq[bj] * nw, nw)
-                            bs_ior(A, X + seq[bj] * nw, nw)
-                            bs_iand(B, A, nw)
-                        else:
-                            bs_iand(B, self.free + seq[bj] * nw, nw)
+                        bs_iand(B, self.free + seq[bj] * nw, nw)
             if i >= p:
-                # rebuild the suffixes over [i, bj]; the back accumulator becomes empty
-                bs_copy(S + bj * nw, self.free + seq[bj] * nw, nw)
-                if X != NULL:
-                    bs_ior(S + bj * nw, X + seq[bj] * nw, nw)
+                # rebuild the suffixes over [i, bj] (rows relative to sbase = i); the back accumulator empties
+                sbase = i
+                S = self._suffix_room(bj - i + 1)
+                self._load(S + (bj - sbase) * nw, seq[bj], X)
                 k = bj - 1
                 while k >= i:
                     if X != NULL:
-                        bs_copy(S + k * nw, self.free + seq[k] * nw, nw)
-                        bs_ior(S + k * nw, X + seq[k] * nw, nw)
-                        bs_iand(S + k * nw, S + (k + 1) * nw, nw)
+                        self._load(S + (k - sbase) * nw, seq[k], X)
+                        bs_iand(S + (k - sbase) * nw, S + (k + 1 - sbase) * nw, nw)
                     else:
-                        bs_and(S + k * nw, self.free + seq[k] * nw, S + (k + 1) * nw, nw)
+                        bs_and(S + (k - sbase) * nw, self.free + seq[k] * nw, S + (k + 1 - sbase) * nw, nw)
                     k -= 1
                 p = bj + 1
                 back_empty = True
             if back_empty:
-                bs_copy(A, S + i * nw, nw)
+                bs_copy(A, S + (i - sbase) * nw, nw)
             else:
-                bs_and(A, S + i * nw, B, nw)
+                bs_and(A, S + (i - sbase) * nw, B, nw)
             if request.match(A, out):
+                if self.last_fit == 0:
+                    self.last_fit = seq[i]
                 res = self._out[:nw].copy()
                 if accept is None or accept(seq[i], seq[j], res):
                     return (seq[i], seq[j], res)
-        return None
+            i += 1
+
+
+cdef class _Frontier:
+    """Cache entries of one request shape: walltime, counts, slot id and its begin when recorded."""
+    cdef int ncounts
+    cdef Py_ssize_t n, cap
+    cdef object _w, _cnt, _sid, _b0
+    cdef int64_t* w
+    cdef int64_t* cnt
+    cdef int64_t* sid
+    cdef int64_t* b0
+
+    def __init__(self, int ncounts):
+        self.ncounts = ncounts
+        self.n = 0
+        self._alloc(16)
+
+    cdef void _alloc(self, Py_ssize_t cap):
+        w = np.zeros(cap, np.int64)
+        cnt = np.zeros((cap, max(1, self.ncounts)), np.int64)
+        sid = np.zeros(cap, np.int64)
+        b0 = np.zeros(cap, np.int64)
+        if self.n:
+            w[: self.n] = self._w[: self.n]
+            cnt[: self.n] = self._cnt[: self.n]
+            sid[: self.n] = self._sid[: self.n]
+            b0[: self.n] = self._b0[: self.n]
+        self._w, self._cnt, self._sid, self._b0 = w, cnt, sid, b0
+        self.w = <int64_t*>(<cnp.ndarray>w).data
+        self.cnt = <int64_t*>(<cnp.ndarray>cnt).data
+        self.sid = <int64_t*>(<cnp.ndarray>sid).data
+        self.b0 = <int64_t*>(<cnp.ndarray>b0).data
+        self.cap = cap
+
+    cdef bint _le(self, Py_ssize_t k, const int64_t* counts) noexcept:
+        """Entry ``k`` asks for at most ``counts`` at every level."""
+        cdef int c
+        for c in range(self.ncounts):
+            if self.cnt[k * self.ncounts + c] > counts[c]:
+                return False
+        return True
+
+    cdef bint _ge(self, Py_ssize_t k, const int64_t* counts) noexcept:
+        cdef int c
+        for c in range(self.ncounts):
+            if self.cnt[k * self.ncounts + c] < counts[c]:
+                return False
+        return True
+
+    cdef void record(self, int64_t w, const int64_t* counts, int64_t sid, int64_t b) except *:
+        """Add an entry; entries it makes useless (asking for more, starting no later) are dropped."""
+        cdef Py_ssize_t k = 0, keep = 0
+        cdef int c
+        for k in range(self.n):
+            if self.w[k] >= w and self._ge(k, counts) and self.b0[k] <= b:
+                continue  # dominated by the new entry
+            if keep != k:
+                self.w[keep] = self.w[k]
+                self.sid[keep] = self.sid[k]
+                self.b0[keep] = self.b0[k]
+                for c in range(self.ncounts):
+                    self.cnt[keep * self.ncounts + c] = self.cnt[k * self.ncounts + c]
+            keep += 1
+        self.n = keep
+        if self.n == self.cap:
+            self._alloc(2 * self.cap)
+        self.w[self.n] = w
+        self.sid[self.n] = sid
+        self.b0[self.n] = b
+        for c in range(self.ncounts):
+            self.cnt[self.n * self.ncounts + c] = counts[c]
+        self.n += 1
+
+    cdef int64_t best(self, int64_t w, const int64_t* counts, const int64_t* begins, int64_t* best_b) noexcept:
+        """The latest-beginning slot of an entry the request dominates (0: none); its begin in ``best_b``.
+
+        Entries whose slot no longer begins where it did are ignored.
+        """
+        cdef Py_ssize_t k
+        cdef int64_t out = 0, s
+        for k in range(self.n):
+            if self.w[k] <= w and self._le(k, counts):
+                s = self.sid[k]
+                if begins[s] == self.b0[k] and begins[s] > best_b[0]:
+                    best_b[0] = begins[s]
+                    out = s
+        return out
+
+
+cdef class WindowCache:
+    """Where a window search may start: OAR3's per-request cache, extended by dominance.
+
+    OAR3 starts the search of a request where the last job with the very same
+    request (walltime, levels, counts, constraint) was placed: every earlier
+    window failed for it, and later placements only remove resources.  The
+    same holds for any request that *dominates* a cached one — same levels
+    and constraint, counts and walltime at least as large — because the
+    matcher is monotone (fewer free resources, or a longer window whose free
+    set is a subset, never make a request fit that did not).  So the search
+    starts at the latest slot among the entries the request dominates, which
+    gives the very same first fit as OAR3's exact-key lookup, sooner.
+
+    Keys are the engine's ``(walltime, ((levels, constraint bytes), ...))``;
+    requests with keyword counts (ALL, BEST, HALF_BEST) use the exact key only.
+    A mapping as far as the engine is concerned (``get``, ``[]``, ``in``).
+    """
+    cdef SlotSet ss
+    cdef dict exact
+    cdef dict frontiers
+    cdef object _counts             # the counts of the last parsed key or request
+    cdef object _last_request, _last_shape
+
+    def __init__(self, SlotSet ss):
+        self.ss = ss
+        self.exact = {}
+        self.frontiers = {}
+        self._counts = np.zeros(8, np.int64)
+
+    cdef tuple _parse(self, key):
+        """``(shape, counts array)`` of a key, or None when it has a keyword count or an odd form."""
+        cdef Py_ssize_t i = 0
+        try:
+            w, parts = key
+            shape = tuple([(tuple([lbl for lbl, _ in levels]), cons) for levels, cons in parts])
+            counts = [n for levels, _ in parts for _, n in levels]
+        except (TypeError, ValueError):
+            return None
+        self._last_request = None  # _counts is about to hold this key's counts
+        if not counts or min(counts) <= 0:
+            return None
+        if len(counts) > self._counts.shape[0]:
+            self._counts = np.zeros(2 * len(counts), np.int64)
+        arr = self._counts
+        for i in range(len(counts)):
+            arr[i] = counts[i]
+        return (shape, len(counts))
+
+    cdef tuple _request_shape(self, Request request):
+        """``(shape, ncounts)`` of a compiled request, as :meth:`_parse` gives for its key; None with keywords."""
+        cdef int g, k
+        cdef Py_ssize_t i = 0
+        if request is self._last_request:  # start_for then record: the same request, parsed once
+            return self._last_shape
+        self._last_request = request
+        self._last_shape = None
+        if request.any_negative:
+            return None
+        labels = request.hierarchy.labels
+        cons = request._constraints
+        parts = []
+        counts = []
+        for g in range(request.ngroups):
+            parts.append((tuple([labels[request.lvl[k]] for k in range(request.gptr[g], request.gptr[g + 1])]),
+                          cons[g].tobytes()))
+            for k in range(request.gptr[g], request.gptr[g + 1]):
+                counts.append(request.cnt[k])
+        if not counts:
+            return None
+        if len(counts) > self._counts.shape[0]:
+            self._counts = np.zeros(2 * len(counts), np.int64)
+        arr = self._counts
+        for i in range(len(counts)):
+            arr[i] = counts[i]
+        self._last_shape = (tuple(parts), len(counts))
+        return self._last_shape
+
+    def start_for(self, int64_t walltime, Request request):
+        """The latest slot before which every window is known to fail for this request (0: none known)."""
+        cdef int64_t best_b = -1
+        parsed = self._request_shape(request)
+        if parsed is None:
+            return 0
+        fr = self.frontiers.get(parsed[0])
+        if fr is None:
+            return 0
+        return (<_Frontier>fr).best(walltime, <int64_t*>(<cnp.ndarray>self._counts).data, self.ss.b, &best_b)
+
+    def record(self, int64_t walltime, Request request, int64_t sid):
+        """Every window before slot ``sid`` failed for this request (on the free resources alone)."""
+        parsed = self._request_shape(request)
+        if parsed is None or sid <= 0:
+            return
+        shape, ncounts = parsed
+        fr = self.frontiers.get(shape)
+        if fr is None:
+            fr = self.frontiers[shape] = _Frontier(ncounts)
+        (<_Frontier>fr).record(walltime, <int64_t*>(<cnp.ndarray>self._counts).data, sid, self.ss.b[sid])
+
+    def __setitem__(self, key, int64_t sid):
+        self.exact[key] = sid
+        parsed = self._parse(key)
+        if parsed is None:
+            return
+        shape, ncounts = parsed
+        fr = self.frontiers.get(shape)
+        if fr is None:
+            fr = self.frontiers[shape] = _Frontier(ncounts)
+        (<_Frontier>fr).record(key[0], <int64_t*>(<cnp.ndarray>self._counts).data, sid, self.ss.b[sid])
+
+    def get(self, key, default=0):
+        """The slot to start the search of ``key`` from (``default`` when nothing is known)."""
+        cdef int64_t best_b = -1, s, best = 0
+        exact = self.exact.get(key)
+        if exact is not None:
+            best = exact
+            best_b = self.ss.b[best]
+        parsed = self._parse(key)
+        if parsed is not None:
+            fr = self.frontiers.get(parsed[0])
+            if fr is not None:
+                s = (<_Frontier>fr).best(key[0], <int64_t*>(<cnp.ndarray>self._counts).data, self.ss.b, &best_b)
+                if s:
+                    best = s
+        return best if best else default
+
+    def __getitem__(self, key):
+        return self.exact[key]
+
+    def __contains__(self, key):
+        return key in self.exact
+
+    def __len__(self):
+        return len(self.exact)
+
+    def clear(self):
+        self.exact.clear()
+        self.frontiers.clear()

@@ -14,7 +14,34 @@ from oarsched._core import bitset
 from oarsched._core.hierarchy import Request
 from oarsched._core.slotset import SlotSet
 from oarsched.model.platform import Platform
-from oarsched.model.quotas import UNASSIGNED_RULES_ID, QuotasConfig, check_window
+from oarsched.model.quotas import (
+    UNASSIGNED_RULES_ID,
+    Counters,
+    QuotasConfig,
+    _combined_count,
+    _compare,
+    _counted_keys,
+)
+
+
+class SlotCounters(Counters):
+    """A slot's quota counters, with a batch update: the engine computes a job's keys once, not per slot."""
+
+    __slots__ = ()
+
+    def copy(self) -> SlotCounters:
+        """An independent copy (for a slot split)."""
+        clone = SlotCounters.__new__(SlotCounters)
+        clone.job_types = self.job_types
+        clone._counts = self._counts.copy()
+        return clone
+
+    def add_keys(self, keys: tuple, nb_res: int, work: int) -> None:
+        """What :meth:`Counters.update` does, given the job's counted keys (with repetitions)."""
+        counts = self._counts
+        for key in keys:
+            r, j, s = counts.get(key, (0, 0, 0))
+            counts[key] = (r + nb_res, j + 1, s + work)
 
 
 class QuotaState:
@@ -24,6 +51,11 @@ class QuotaState:
         self.config = config
         self.now = now
         self.calendar = config.calendar
+        self._job_types = tuple(config.job_types)
+        self._keys: dict[tuple, tuple] = {}
+        self._job_rules: dict[tuple, tuple] = {}
+        rule_sets = [config.default_rules, *config.rule_sets]
+        self._rule_keys = frozenset(key for rules in rule_sets for key in rules.limits)
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -46,8 +78,29 @@ class QuotaState:
         return cls(QuotasConfig.from_dict(rules, nb_resources_all=platform.nb_default_not_dead))
 
     # -- slot sets ---------------------------------------------------------------------
-    def new_counters(self):
-        return self.config.new_counters()
+    def new_counters(self) -> SlotCounters:
+        """Empty counters for a slot, counting the configuration's job types."""
+        return SlotCounters(self._job_types)
+
+    def counted_keys(self, job) -> tuple:
+        """The counter keys a job increments in every slot it spans, memoised.
+
+        OAR3's ``Quotas.update`` increments up to 16 keys per counted type
+        (queue, project and user, each as itself and as ``*``); a check only
+        ever reads the key its rule resolves to: the rule's own fields, or the
+        job's value where the rule says ``/``.  Keys no rule of any rule set
+        can resolve to are never read, so they are not kept (the decisions are
+        the same; the slots' counters hold fewer keys).
+        """
+        memo = (job.queue, job.project, job.user, tuple(job.types))
+        keys = self._keys.get(memo)
+        if keys is None:
+            keys = self._keys[memo] = tuple(k for k in _counted_keys(job, self._job_types) if self._readable(k))
+        return keys
+
+    def _readable(self, key: tuple) -> bool:
+        """Some rule resolves to this counter key (its fields, or ``/`` standing for the job's value)."""
+        return any(all(r == "/" or r == k for r, k in zip(rule, key)) for rule in self._rule_keys)
 
     def prepare(self, ss: SlotSet) -> None:
         """Give every slot of a new slot set its counters, and split it along the calendar."""
@@ -74,13 +127,17 @@ class QuotaState:
     def find_window(self, ss: SlotSet, start_sid: int, walltime: int, request: Request,
                     ext: np.ndarray | None, job, default_set: np.ndarray):
         """First window where ``request`` fits *and* the quotas admit the job: ``(L, R, resources)`` or None."""
+        check = _JobCheck(self.config, job, walltime, self._job_rules)
+
         def admitted(sl: int, sr: int, res: np.ndarray) -> bool:
-            nb_res = bitset.count(res & default_set)
-            window = [(ss.rules_id(s), ss.quotas[s]) for s in ss.ids(sl, sr)]
-            return check_window(self.config, window, job, nb_res, walltime)[0]
+            return check.admits(ss, sl, sr, bitset.count(res & default_set))
 
         if self.calendar is None:
-            return ss.find_first(start_sid, walltime, request, ext, admitted)
+            start, sound = _skip_known_failures(ss, start_sid, walltime, request, ext)
+            found = ss.find_first(start, walltime, request, ext, admitted)
+            if sound and ss.last_fit:
+                ss.cache.record(walltime, request, ss.last_fit)
+            return found
         return self._find_with_calendar(ss, start_sid, walltime, request, ext, admitted)
 
     def _find_with_calendar(self, ss: SlotSet, start_sid: int, walltime: int, request: Request, ext, admitted):
@@ -109,6 +166,104 @@ class QuotaState:
                 return (left, right, res)
             left = ss.next_of(left)
         return None
+
+
+class _JobCheck:
+    """:func:`~oarsched.model.quotas.check_window` for one job's search, its rule lookups done once.
+
+    The same test, in the same order: the window's slots grouped by rules id
+    (in order of first appearance); for each group, the rule the job falls
+    under, the counters of its key combined over the group's slots (maximum
+    of resources and jobs, sum of resource-seconds) plus the job itself, and
+    OAR3's comparison.  What depends on the job alone (its rule and counter
+    key per rules id, how many times its own update counts that key) is
+    computed once per search instead of once per candidate window.
+    """
+
+    def __init__(self, config: QuotasConfig, job, walltime: int, memo: dict[tuple, tuple]) -> None:
+        self.config = config
+        self.job = job
+        self.walltime = walltime
+        self._memo = memo
+        self._identity = (job.queue, job.project, job.user, tuple(job.types))
+
+    def _rule(self, rules_id: int) -> tuple:
+        """``(limits, rule_key, counter_key, repeats)`` of the job under a rules id (memoised per job identity)."""
+        memo_key = (self._identity, rules_id)
+        found = self._memo.get(memo_key)
+        if found is None:
+            limits, rule_key, counter_key = self.config.slot_rules(rules_id).find(self.job)
+            repeats = 0
+            if limits is not None:
+                repeats = sum(1 for key in _counted_keys(self.job, self.config.job_types) if key == counter_key)
+            found = self._memo[memo_key] = (limits, rule_key, counter_key, repeats)
+        return found
+
+    def admits(self, ss: SlotSet, sl: int, sr: int, nb_res: int) -> bool:
+        """Whether the quotas admit the job with ``nb_res`` default resources on the slots ``sl..sr``."""
+        sids = ss.ids(sl, sr)
+        if self.config.calendar is None:  # every slot has the default rules (-1): one group
+            return self._admits_one_group(ss, sids, nb_res)
+        groups: dict[int, list] = {}
+        for s in sids:
+            groups.setdefault(ss.rules_id(s), []).append(ss.quotas[s])
+        for rules_id, slots in groups.items():
+            limits, rule_key, counter_key, repeats = self._rule(rules_id)
+            if limits is None:
+                continue
+            count = _combined_count(slots, counter_key)
+            if repeats:
+                r, j, w = count or (0, 0, 0)
+                count = (r + repeats * nb_res, j + repeats, w + repeats * nb_res * self.walltime)
+            if count is not None and not _compare(limits, count, rule_key)[0]:
+                return False
+        return True
+
+
+    def _admits_one_group(self, ss: SlotSet, sids: list[int], nb_res: int) -> bool:
+        """:meth:`admits` when all the slots share the default rules: the combined count inlined."""
+        limits, rule_key, counter_key, repeats = self._rule(UNASSIGNED_RULES_ID)
+        if limits is None:
+            return True
+        quotas = ss.quotas
+        count = None
+        for s in sids:
+            value = quotas[s].get(counter_key)
+            if value is None:
+                continue
+            if count is None:
+                count = value
+            else:
+                count = (max(count[0], value[0]), max(count[1], value[1]), count[2] + value[2])
+        if repeats:
+            r, j, w = count or (0, 0, 0)
+            count = (r + repeats * nb_res, j + repeats, w + repeats * nb_res * self.walltime)
+        return count is None or _compare(limits, count, rule_key)[0]
+
+
+def _skip_known_failures(ss: SlotSet, start_sid: int, walltime: int, request: Request,
+                         ext: np.ndarray | None) -> tuple[int, bool]:
+    """Where the quotas' window search may start, and whether its first fit can be recorded.
+
+    The slot set's :class:`~oarsched._core.slotset.WindowCache` knows, from
+    earlier searches of requests this one dominates, a slot before which no
+    window has the free resources this request needs: quotas cannot admit what
+    does not fit, so the search starts at the later of that slot and
+    ``start_sid``.  The first window where the request fits (admitted or not)
+    is in turn a known bound for later requests — when every window before the
+    search's start is known to fail, i.e. the start is the slot set's first
+    slot or the known bound (not a later dependency's end).  Jobs using shared
+    resources (``ext``: timesharing, ``allow``) neither use nor give bounds.
+    """
+    cache = ss.cache
+    if ext is not None or not hasattr(cache, "start_for"):
+        return start_sid, False
+    known = cache.start_for(walltime, request)
+    if not known:
+        return start_sid, start_sid in (0, ss.first_id)
+    if not start_sid or ss.slot(start_sid)[0] <= ss.slot(known)[0]:
+        return known, True
+    return start_sid, False
 
 
 def _all_value(platform: Platform, mode: str) -> int:

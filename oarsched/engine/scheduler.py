@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from oarsched.engine.slots import (
 from oarsched.errors import JobError, OarschedError
 from oarsched.model.job import NO_PLACEHOLDER, Job, ResourceGroup
 from oarsched.model.platform import Platform
+
+if TYPE_CHECKING:
+    from oarsched.plugins.registry import PluginRegistry
 
 log = logging.getLogger("oarsched.engine")
 
@@ -68,10 +71,25 @@ class Assignment:
     start_time: int
     walltime: int
     """Walltime as reserved: the moldable's walltime plus the job security time."""
-    rids: np.ndarray = field(repr=False)
-    """Resource ids, in resource order (as OAR writes them)."""
-    roids: np.ndarray = field(repr=False)
-    """Order indices of the resources."""
+    runs: np.ndarray = field(repr=False)
+    """The resources as runs of consecutive order indices (``(n, 2)``, inclusive): a few bytes per job."""
+    rid_of: np.ndarray = field(repr=False)
+    """The platform's resource id of each order index."""
+
+    @property
+    def res(self) -> np.ndarray:
+        """The resources as a bitset over order indices (computed on each access)."""
+        return bitset.from_runs(self.runs, self.rid_of.shape[0])
+
+    @property
+    def roids(self) -> np.ndarray:
+        """Order indices of the resources (computed on each access: large jobs are not kept expanded)."""
+        return bitset.runs_to_indices(self.runs)
+
+    @property
+    def rids(self) -> np.ndarray:
+        """Resource ids, in resource order (as OAR writes them); computed on each access."""
+        return self.rid_of[self.roids]
 
     @property
     def resources(self) -> list[int]:
@@ -80,7 +98,7 @@ class Assignment:
 
     @property
     def nb_resources(self) -> int:
-        return int(self.rids.shape[0])
+        return int((self.runs[:, 1] - self.runs[:, 0]).sum() + self.runs.shape[0])
 
     def __repr__(self) -> str:
         return (f"Assignment(job_id={self.job_id}, moldable_id={self.moldable_id}, start_time={self.start_time}, "
@@ -130,11 +148,29 @@ class SchedulerOptions:
 ConstraintResolver = Callable[[Job, ResourceGroup], np.ndarray]
 
 
+class CompiledMoldable(NamedTuple):
+    """A moldable ready for the window search."""
+
+    id: int
+    walltime: int
+    """W: the moldable's walltime plus the job security time."""
+    request: Request
+    cache_key: tuple
+    groups: list[tuple[list[tuple[str, int]], np.ndarray]]
+    """``(levels, constraint bitset)`` of each resource group (what find plugins see)."""
+
+
 class Scheduler:
-    """Schedules jobs on a platform; one instance can run several rounds."""
+    """Schedules jobs on a platform; one instance can run several rounds.
+
+    ``plugins`` resolves the ``find=``/``assign=`` job types
+    (:class:`oarsched.plugins.PluginRegistry`); by default the entry points
+    ``oar.find_func``/``oar.assign_func``, looked up on the first job that
+    names one.  Jobs without such types never touch the plugin machinery.
+    """
 
     def __init__(self, platform: Platform, options: SchedulerOptions | None = None,
-                 constraints: ConstraintResolver | None = None) -> None:
+                 constraints: ConstraintResolver | None = None, plugins: "PluginRegistry | None" = None) -> None:
         self.platform = platform
         self.options = options or SchedulerOptions()
         self.nbits = platform.size
@@ -143,9 +179,18 @@ class Scheduler:
         self.default_set = bitset.from_mask(platform.default_type)
         self.suspendable = bitset.from_mask(platform.suspendable)
         self._resolve = constraints or GroupConstraints(platform)
+        self.plugins = plugins
 
-    def _compile(self, job: Job) -> list[tuple[int, int, Request, tuple]]:
-        """Moldables as ``(moldable_id, W, Request, cache_key)``; W includes the security time."""
+    def plugin_registry(self) -> "PluginRegistry":
+        """The registry of find/assign plugins (the entry points unless one was given)."""
+        if self.plugins is None:
+            from oarsched.plugins.registry import PluginRegistry
+
+            self.plugins = PluginRegistry()
+        return self.plugins
+
+    def _compile(self, job: Job) -> list[CompiledMoldable]:
+        """The job's moldables, compiled; W includes the security time."""
         sec = self.options.job_security_time
         out = []
         if not job.moldables:
@@ -166,7 +211,7 @@ class Scheduler:
                 groups.append((grp.levels, cons))
                 key_parts.append((tuple(grp.levels), cons.tobytes()))
             w = int(mld.walltime) + sec
-            out.append((mld.id, w, Request(self.hierarchy, groups), (w, tuple(key_parts))))
+            out.append(CompiledMoldable(mld.id, w, Request(self.hierarchy, groups), (w, tuple(key_parts)), groups))
         return out
 
     # -- the round ----------------------------------------------------------------------
@@ -273,17 +318,22 @@ class Scheduler:
         if ss is None:
             raise JobError(job.id, f"container {set_name!r} has no slot set (not placed or unknown)")
         moldables = self._compile(job)
-        choice = self._choose_moldable(ss, job, moldables, min_start, quotas)
-        if choice is None:
-            result.unscheduled[job.id] = "no suitable resources and time window"
+        types = job.types
+        if "find" in types or "assign" in types:
+            from oarsched.plugins.runtime import choose
+
+            choice = choose(self, ss, job, moldables, min_start, quotas)
+        else:
+            choice = self._choose_moldable(ss, job, moldables, min_start, quotas)
+        if choice is None or isinstance(choice, str):
+            result.unscheduled[job.id] = choice or "no suitable resources and time window"
             return
         mld_id, w, start, res = choice
         occ = self._occupation(job, start, w, res, quotas)
         occupy(ss, occ, quotas)
-        roids = bitset.to_indices(res)
         result.assignments[job.id] = Assignment(
-            job_id=job.id, moldable_id=mld_id, start_time=start, walltime=w,
-            rids=self.platform.rids[roids], roids=roids,
+            job_id=job.id, moldable_id=mld_id, start_time=start, walltime=w, runs=bitset.to_runs(res),
+            rid_of=self.platform.rids,
         )
         placed[job.id] = (start, w)
         if "container" in job.types:
@@ -298,17 +348,23 @@ class Scheduler:
         else:
             slot_sets[name] = new_slot_set(self.nbits, start, res.copy(), end=start + w - sec, quotas=quotas)
 
-    def _choose_moldable(self, ss: SlotSet, job: Job, moldables, min_start: int, quotas):
-        """Earliest-finishing moldable, ties to the first (OAR3)."""
+    def _choose_moldable(self, ss: SlotSet, job: Job, moldables: list[CompiledMoldable], min_start: int, quotas,
+                         find_window=None):
+        """Earliest-finishing moldable, ties to the first (OAR3).
+
+        ``find_window`` replaces :meth:`_find_window` (a find plugin's search).
+        """
+        find = find_window or self._find_window
         best = None
-        for mld_id, w, request, key in moldables:
-            found = self._find_window(ss, job, w, request, key, min_start, quotas)
+        for mld in moldables:
+            found = find(ss, job, mld, min_start, quotas)
             if found is None:
                 continue
             start, res = found
+            w = mld.walltime
             finish = start + w - 1
             if best is None or finish < best[0]:
-                best = (finish, mld_id, w, start, res)
+                best = (finish, mld.id, w, start, res)
         if best is None:
             return None
         return best[1], best[2], best[3], best[4]
@@ -324,7 +380,9 @@ class Scheduler:
             _, sid = ss.split_at_after(sid, min_start)
         return sid
 
-    def _find_window(self, ss: SlotSet, job: Job, w: int, request: Request, key, min_start: int, quotas):
+    def _find_window(self, ss: SlotSet, job: Job, mld: CompiledMoldable, min_start: int, quotas):
+        """First window where the compiled request fits, from ``min_start`` (-1: the start or the cache)."""
+        w, request, key = mld.walltime, mld.request, mld.cache_key
         ts_key = _ts_key(job)
         ph, ph_name = _placeholder(job.types)
         cacheable = self.options.use_cache and ts_key is None and ph == NO_PLACEHOLDER

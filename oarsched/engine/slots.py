@@ -57,14 +57,32 @@ def occupy(ss: SlotSet, job: Occupation, quotas=None) -> tuple[int, int]:
 
 def _occupy_in(ss: SlotSet, sl: int, sr: int, job: Occupation, quotas=None) -> tuple[int, int]:
     sl, sr = ss.split_slots(sl, sr, job.start_time, job.walltime, job.resources, True)
-    needs_extras = job.ts_key is not None or job.ph != NO_PLACEHOLDER or (quotas is not None and job.quota_job is not None)
-    if needs_extras:
+    if job.ts_key is not None or job.ph != NO_PLACEHOLDER:
         for sid in ss.ids(sl, sr):
-            _sub_extras(ss, sid, job, quotas)
+            _sub_extras(ss, sid, job, None)
+    if quotas is not None and job.quota_job is not None:
+        _count_in(ss, sl, sr, job, quotas)
     return sl, sr
 
 
+def _count_in(ss: SlotSet, sl: int, sr: int, job: Occupation, quotas) -> None:
+    """Count the job in the quota counters of the slots ``sl..sr`` (its keys computed once)."""
+    counters_of = ss.quotas
+    if not hasattr(quotas, "counted_keys"):
+        for sid in ss.ids(sl, sr):
+            if counters_of[sid] is not None:
+                counters_of[sid].update(job.quota_job, job.nb_default, job.walltime)
+        return
+    keys = quotas.counted_keys(job.quota_job)
+    nb, work = job.nb_default, job.nb_default * job.walltime
+    for sid in ss.ids(sl, sr):
+        counters = counters_of[sid]
+        if counters is not None:
+            counters.add_keys(keys, nb, work)
+
+
 def _sub_extras(ss: SlotSet, sid: int, job: Occupation, quotas) -> None:
+    """Record the job's timesharing and placeholder sets in slot ``sid`` (and, given ``quotas``, count it)."""
     res = job.resources
     if job.ts_key is not None:
         ts = ss.ts[sid] or {}
@@ -83,8 +101,7 @@ def _sub_extras(ss: SlotSet, sid: int, job: Occupation, quotas) -> None:
         ph[job.ph_name] = res.copy() if prev is None else (prev | res)
         ss.ph[sid] = ph
     if quotas is not None and job.quota_job is not None and ss.quotas[sid] is not None:
-        counters = ss.quotas[sid]
-        counters.update(job.quota_job, job.nb_default, job.walltime)
+        ss.quotas[sid].update(job.quota_job, job.nb_default, job.walltime)
 
 
 def give(ss: SlotSet, job: Occupation) -> None:
@@ -123,14 +140,14 @@ def share_extension(ss: SlotSet, ts_key: tuple[str, str] | None, ph: int, ph_nam
     """
     if ts_key is None and ph != ALLOW:
         return None
+    # zero pages cost nothing until written: only the rows of slots that share something are touched
     ext = np.zeros((ss.last_id + 1, max(1, ss.nwords)), dtype=np.uint64)
-    for sid in ss.ids():
-        if ts_key is not None:
-            ts = ss.ts[sid]
+    if ts_key is not None:
+        for sid, ts in enumerate(ss.ts[: ss.last_id + 1]):
             if ts and ts_key in ts:
                 ext[sid] |= ts[ts_key]
-        if ph == ALLOW:
-            phs = ss.ph[sid]
+    if ph == ALLOW:
+        for sid, phs in enumerate(ss.ph[: ss.last_id + 1]):
             if phs and ph_name in phs:
                 ext[sid] |= phs[ph_name]
     return ext

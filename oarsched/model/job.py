@@ -120,6 +120,102 @@ class Job:
         return NO_PLACEHOLDER, ""
 
 
+def validate_job(job: Job) -> None:
+    """Check the shape of a job read from somewhere else (a database); raise :class:`JobError` naming it.
+
+    Catches what no valid submission produces: no moldable, a walltime that is
+    missing (NULL) or not a positive integer, a moldable without resource
+    group, a group without levels, a level without a name, a level count of 0
+    (a NULL ``res_job_value``) or below ``HALF_BEST``.  Whether the levels
+    exist on the platform is the scheduler's business.
+    """
+    if not job.moldables:
+        raise JobError(job.id, "no moldable description")
+    for mld in job.moldables:
+        walltime = mld.walltime
+        if walltime is None:
+            raise JobError(job.id, f"moldable {mld.id}: no walltime (NULL moldable_walltime)")
+        if isinstance(walltime, bool) or not isinstance(walltime, int) or walltime <= 0:
+            raise JobError(job.id, f"moldable {mld.id}: walltime must be a positive number of seconds, "
+                                   f"got {walltime!r}")
+        if not mld.groups:
+            raise JobError(job.id, f"moldable {mld.id}: no resource group")
+        for grp in mld.groups:
+            if not grp.levels:
+                raise JobError(job.id, f"moldable {mld.id}: a resource group has no level")
+            for label, count in grp.levels:
+                if not label or label == "None":
+                    raise JobError(job.id, f"moldable {mld.id}: a resource level has no name")
+                if count == 0 or count < HALF_BEST:
+                    raise JobError(job.id, f"moldable {mld.id}: level {label!r} asks for {count} "
+                                           "(a count is positive, or ALL/BEST/HALF_BEST)")
+
+
+def dependency_cycles(jobs: Iterable[Job]) -> dict[int, list[int]]:
+    """Jobs caught in a cycle of dependencies on waiting jobs: job id -> the jobs of its cycle.
+
+    Only dependencies on ``Waiting`` jobs of ``jobs`` count (others are
+    settled or block on their own).  The jobs that depend on each other in a
+    loop (a strongly connected component, or a job needing itself) share one
+    sorted list of ids.  Such jobs can never be scheduled; jobs depending on
+    them without being in the loop are left to the scheduler's dependency
+    rules.  Linear in the number of jobs and dependencies.
+    """
+    jobs = list(jobs)
+    ids = {j.id for j in jobs}
+    edges = {j.id: sorted({d.job_id for d in j.dependencies if d.state == "Waiting" and d.job_id in ids})
+             for j in jobs}
+    out: dict[int, list[int]] = {}
+    for component in _strongly_connected(edges):
+        if len(component) == 1 and component[0] not in edges[component[0]]:
+            continue
+        members = sorted(component)
+        for jid in members:
+            out[jid] = members
+    return out
+
+
+def _strongly_connected(edges: dict[int, list[int]]) -> list[list[int]]:
+    """Tarjan's strongly connected components, iteratively (dependency chains may be long)."""
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    on_stack: set[int] = set()
+    stack: list[int] = []
+    components: list[list[int]] = []
+    for root in edges:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+            succ = edges[node]
+            if i < len(succ):
+                work.append((node, i + 1))
+                nxt = succ[i]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                components.append(component)
+    return components
+
+
 def parse_job_types(values: Iterable[str]) -> dict[str, str]:
     """Turn OAR ``job_types.type`` strings into a type dict.
 

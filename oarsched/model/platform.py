@@ -142,14 +142,30 @@ class Platform:
     def _group_blocks(self, label: str) -> np.ndarray:
         """Block id of each order index for a level (-1: not schedulable), ids in order of first appearance."""
         ids = np.full(self.size, -1, dtype=np.int64)
+        if label in ("resource_id", "id"):  # one block per schedulable resource, in order
+            roids = np.nonzero(self.schedulable)[0]
+            ids[roids] = np.arange(roids.shape[0])
+            return ids
+        missing = _MISSING
+        if label in ("state", "type", "available_upto"):
+            values = [r.value(label) for r in self.resources]
+        else:
+            values = [r.properties.get(label, missing) for r in self.resources]
         seen: dict[Any, int] = {}
-        for roid, r in enumerate(self.resources):
-            if not self.schedulable[roid]:
+        schedulable = self.schedulable.tolist()
+        for roid, key in enumerate(values):
+            if not schedulable[roid]:
                 continue
-            key = r.value(label)
-            if label not in ("resource_id", "id") and key is None and label not in r.properties:
-                raise PlatformError(f"resource {r.id}: no column {label!r} for hierarchy label {label!r}")
-            ids[roid] = seen.setdefault(_hashable(key), len(seen))
+            if key is missing:
+                raise PlatformError(f"resource {self.resources[roid].id}: no column {label!r} for hierarchy label {label!r}")
+            try:
+                block = seen.get(key)
+            except TypeError:  # an unhashable value
+                key = repr(key)
+                block = seen.get(key)
+            if block is None:
+                block = seen[key] = len(seen)
+            ids[roid] = block
         return ids
 
     def block_ids(self, label: str) -> np.ndarray:
@@ -197,9 +213,5 @@ class Platform:
         return f"<Platform {self.size} resources; levels {levels}>"
 
 
-def _hashable(value: Any) -> Any:
-    try:
-        hash(value)
-        return value
-    except TypeError:
-        return repr(value)
+_MISSING = object()
+"""A column a resource does not have (distinct from a NULL value)."""

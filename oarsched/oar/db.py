@@ -28,6 +28,10 @@ log = logging.getLogger("oarsched.db")
 
 RESOURCE_CORE_COLUMNS = ("resource_id", "type", "state", "available_upto")
 
+# SQLite's scratch tables for the gantt write (temporary: private to the connection)
+_RANGES = "temp.oarsched_gantt_ranges"
+_OFFSETS = "temp.oarsched_offsets"
+
 
 @dataclass
 class JobRows:
@@ -66,20 +70,22 @@ class OarDatabase:
             if nulls:
                 expr = expr.nulls_first() if nulls.upper() == "FIRST" else expr.nulls_last()
             order.append(expr)
-        rows = conn.execute(select(t).order_by(*order)).mappings().all()
+        result = conn.execute(select(t).order_by(*order))
+        columns = list(result.keys())
+        at = {c: i for i, c in enumerate(columns)}
+        i_rid, i_state, i_type, i_upto = (at[c] for c in ("resource_id", "state", "type", "available_upto"))
+        prop_cols = [(c, i) for c, i in at.items() if c not in RESOURCE_CORE_COLUMNS]
         resources = []
-        for row in rows:
-            props = {k: v for k, v in row.items() if k not in RESOURCE_CORE_COLUMNS}
-            rid = row["resource_id"]
+        for row in result.tuples():  # plain tuples: a mapping view per row costs more than the rest together
+            rid, state, rtype, upto = row[i_rid], row[i_state], row[i_type], row[i_upto]
             if rid is None:
                 raise DatabaseError("a resources row has a NULL resource_id")
-            upto = row["available_upto"]
             resources.append(Resource(
                 id=int(rid),
-                state=row["state"] if row["state"] is not None else "Alive",
-                type=row["type"] if row["type"] is not None else "default",
+                state=state if state is not None else "Alive",
+                type=rtype if rtype is not None else "default",
                 available_upto=int(upto) if upto is not None else 2**31 - 1,
-                properties=props,
+                properties={c: row[i] for c, i in prop_cols},
             ))
         return resources
 
@@ -247,35 +253,58 @@ class OarDatabase:
         """Insert the gantt rows of every assignment and update ``jobs.message`` (and ``last_karma``).
 
         Runs inside the caller's transaction: the round is written whole or not at all.
-        Resource rows are written one statement per contiguous range of resource ids,
-        expanded inside the database.  Returns the number of resource rows.
+        Resource rows (one per resource, as OAR3 writes them: millions for a
+        large round) are sent as contiguous ranges of resource ids and expanded
+        inside the database in one statement (:meth:`_insert_resource_ranges`).
+        Returns the number of resource rows.
         """
         gp = self.tables["gantt_jobs_predictions"]
         assignments = sorted(result.assignments.values(), key=lambda a: a.job_id)
         if not assignments:
             return 0
         conn.execute(insert(gp), [{"moldable_job_id": a.moldable_id, "start_time": a.start_time} for a in assignments])
-        ranges = []
-        nrows = 0
-        for a in assignments:
-            for lo, hi in _ranges(a.rids):
-                ranges.append({"mld": a.moldable_id, "lo": lo, "hi": hi})
-                nrows += hi - lo + 1
-        conn.execute(self._range_insert(), ranges)
+        ranges: list[tuple[int, int, int]] = []
+        for a in sorted(assignments, key=lambda a: a.moldable_id):
+            ranges.extend((a.moldable_id, lo, hi) for lo, hi in _ranges(a.rids))
+        nrows = self._insert_resource_ranges(conn, ranges)
         self._write_messages(conn, messages, karma or {})
         return nrows
 
-    def _range_insert(self):
+    def _insert_resource_ranges(self, conn: Connection, ranges: list[tuple[int, int, int]]) -> int:
+        """Insert ``(moldable_id, resource_id)`` for every id of every ``(moldable_id, lo, hi)`` range.
+
+        PostgreSQL: one statement over three arrays, each range expanded by
+        ``generate_series``.  SQLite (no ``generate_series``): the ranges go to
+        a temporary table and are joined with a temporary table of offsets
+        ``0..max(hi - lo)``, in one ``INSERT ... SELECT`` — rows come out in
+        (moldable, resource) order, appended to the table and its primary key.
+        """
+        if not ranges:
+            return 0
+        nrows = sum(hi - lo + 1 for _, lo, hi in ranges)
         if self.dialect == "postgresql":
-            return text(
+            conn.execute(text(
                 "INSERT INTO gantt_jobs_resources (moldable_job_id, resource_id) "
-                "SELECT :mld, g FROM generate_series(CAST(:lo AS INTEGER), CAST(:hi AS INTEGER)) AS g"
-            )
-        return text(
+                "SELECT r.mld, g FROM unnest(CAST(:mld AS INTEGER[]), CAST(:lo AS INTEGER[]), CAST(:hi AS INTEGER[])) "
+                "AS r(mld, lo, hi) CROSS JOIN LATERAL generate_series(r.lo, r.hi) AS g"
+            ), {"mld": [r[0] for r in ranges], "lo": [r[1] for r in ranges], "hi": [r[2] for r in ranges]})
+            return nrows
+        span = max(hi - lo for _, lo, hi in ranges)
+        conn.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {_RANGES} (mld INTEGER, lo INTEGER, hi INTEGER)"))
+        conn.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {_OFFSETS} (k INTEGER PRIMARY KEY)"))
+        conn.execute(text(f"DELETE FROM {_RANGES}"))
+        conn.execute(text(f"INSERT INTO {_RANGES} (mld, lo, hi) VALUES (:mld, :lo, :hi)"),
+                     [{"mld": m, "lo": lo, "hi": hi} for m, lo, hi in ranges])
+        conn.execute(text(
+            f"INSERT OR IGNORE INTO {_OFFSETS} (k) "
+            "WITH RECURSIVE s(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM s WHERE k < :span) SELECT k FROM s"
+        ), {"span": span})
+        conn.execute(text(
             "INSERT INTO gantt_jobs_resources (moldable_job_id, resource_id) "
-            "WITH RECURSIVE r(x) AS (SELECT :lo UNION ALL SELECT x + 1 FROM r WHERE x < :hi) "
-            "SELECT :mld, x FROM r"
-        )
+            f"SELECT r.mld, r.lo + o.k FROM {_RANGES} AS r CROSS JOIN {_OFFSETS} AS o WHERE o.k <= r.hi - r.lo"
+        ))
+        conn.execute(text(f"DELETE FROM {_RANGES}"))
+        return nrows
 
     def _write_messages(self, conn: Connection, messages: dict[int, str], karma: dict[int, float]) -> None:
         jobs_t = self.tables["jobs"]

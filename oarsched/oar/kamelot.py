@@ -4,27 +4,68 @@ OAR3's meta-scheduler runs ``<SCHEDULERS_PATH>/<policy> QUEUE NOW_SEC NOW_SQL``
 for each active queue; the scheduler reads the database named by oar.conf,
 writes its decisions into ``gantt_jobs_predictions`` / ``gantt_jobs_resources``
 and exits 0.  A non-zero exit makes OAR3 disable the queue, so a bad job is
-reported and skipped, never fatal; only a broken setup (config, database)
-exits non-zero.
+reported and skipped, never fatal; only a broken setup exits non-zero.
+
+What the entrypoint guarantees (tested in ``tests/test_bad_input.py`` and
+``tests/test_faults.py``):
+
+* **exit 0** when the round is written, whatever the jobs hold: a job that
+  cannot be read or understood (no moldable, walltime NULL or <= 0, a level
+  count of 0, an unknown hierarchy level, a property expression outside the
+  grammar, an ``inner`` naming no container, a dependency cycle) is logged at
+  ERROR level with its id and left unscheduled; the other jobs are scheduled
+  as usual.  A resource whose state is not one of OAR's four is logged and
+  treated as OAR3 treats it: neither schedulable nor Dead.  A queue with no
+  waiting job, or that does not exist, is a round with nothing to place.
+* **exit 1 and one line** ``oarsched-kamelot: error: ...`` on stderr (also
+  logged) when the setup is broken: bad arguments, unreadable or invalid
+  ``oar.conf`` or quotas rules, database unreachable, wrong credentials, not
+  an OAR3 schema, connection lost during the round.  Nothing is written then:
+  the round runs in one transaction, rolled back on any error.
+* **SCHEDULER_TIMEOUT** (seconds, OAR3's default 10; <= 0 disables it; OAR3's
+  own meta-scheduler does not enforce it on external schedulers): the
+  placement loop stops taking new jobs once half of it has elapsed since the
+  scheduler started, leaving the other half to write the decisions.  The jobs
+  placed so far are written as usual (each placement is final, so they are
+  exactly what the full round would have decided for them); the jobs not
+  considered are logged and keep waiting for the next round, which considers
+  them again in priority order.  The first job of the round is always
+  considered, so every round makes progress.  A job being placed is never
+  interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
 
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from oarsched.engine.constraints import GroupConstraints
-from oarsched.engine.scheduler import Scheduler, SchedulerOptions, ScheduleResult
-from oarsched.errors import OarschedError
-from oarsched.model.job import Job
-from oarsched.model.platform import Platform
+from oarsched.engine.scheduler import Scheduler, ScheduleResult, SchedulerOptions
+from oarsched.errors import ConfigError, JobError, OarschedError, PropertyError, UsageError
+from oarsched.model.job import Job, dependency_cycles, validate_job
+from oarsched.model.platform import MAX_TIME, RESOURCE_STATES, Platform, Resource
 from oarsched.oar.config import OarConfig, setup_logging
 from oarsched.oar.db import OarDatabase, job_message
 
 log = logging.getLogger("oarsched.kamelot")
+
+PROG = "oarsched-kamelot"
+
+PLACEMENT_SHARE = 0.5
+"""Share of ``SCHEDULER_TIMEOUT`` the placement loop may use; the rest is left for writing."""
+
+MAX_EXPLAINED = 50
+"""Unplaced jobs checked, per round, for a request that can never fit."""
+
+NOT_SCHEDULABLE_STATE = "Suspected"
+"""What a resource of unknown state counts as: neither schedulable nor Dead (OAR3's treatment)."""
 
 
 @dataclass
@@ -37,14 +78,81 @@ class RoundReport:
     jobs: list[Job] = field(default_factory=list)
     platform: Platform | None = None
     skipped: dict[int, str] = field(default_factory=dict)
-    """Jobs that could not be read (malformed rows)."""
+    """Jobs left out before placement (rows that could not be read, invalid jobs): id -> why."""
+    not_considered: list[int] = field(default_factory=list)
+    """Jobs the placement loop did not reach before the deadline (SCHEDULER_TIMEOUT)."""
+    never_fit: list[int] = field(default_factory=list)
+    """Jobs that found no place and would find none on an empty platform."""
     resource_rows: int = 0
     karma: dict[int, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, write: bool = True) -> RoundReport:
-    """One kamelot round for ``queue`` at ``now``: read, order, schedule, write (one transaction)."""
+class Deadline:
+    """A point in time after which the placement loop takes no new job.
+
+    ``clock`` is :func:`time.monotonic` by default (tests pass their own).
+    """
+
+    def __init__(self, at: float, clock: Callable[[], float] = time.monotonic,
+                 timeout: float | None = None) -> None:
+        self.at = at
+        self.clock = clock
+        self.timeout = timeout
+
+    @classmethod
+    def from_config(cls, config: OarConfig, started: float,
+                    clock: Callable[[], float] = time.monotonic) -> Deadline | None:
+        """From ``SCHEDULER_TIMEOUT`` (seconds since ``started``, a ``clock()`` value); None when <= 0."""
+        timeout = config.get_float("SCHEDULER_TIMEOUT")
+        if not timeout > 0:  # also NaN
+            return None
+        return cls(started + PLACEMENT_SHARE * timeout, clock, timeout)
+
+    def expired(self) -> bool:
+        return self.clock() >= self.at
+
+    def describe(self) -> str:
+        if self.timeout is None:
+            return "the deadline was reached"
+        share = PLACEMENT_SHARE * self.timeout
+        return f"SCHEDULER_TIMEOUT={self.timeout:g}s: placement stops after {share:g}s"
+
+
+class _JobsUntil(Sequence[Job]):
+    """The jobs of a round, whose iteration stops at a deadline (never before the first job).
+
+    ``Scheduler.schedule`` takes the next job from its iterator only when it
+    is done with the previous one, so the deadline is checked between two
+    jobs and never interrupts a placement (the engine also iterates once up
+    front, to collect the round's job ids; cut short there, it only changes
+    the reason given to a job depending on a job never reached).  Indexing
+    and ``len`` see every job.
+    """
+
+    def __init__(self, jobs: list[Job], deadline: Deadline) -> None:
+        self._jobs = jobs
+        self._deadline = deadline
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._jobs[index]
+
+    def __iter__(self) -> Iterator[Job]:
+        for i, job in enumerate(self._jobs):
+            if i > 0 and self._deadline.expired():
+                return
+            yield job
+
+
+def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, write: bool = True,
+                   deadline: Deadline | None = None) -> RoundReport:
+    """One kamelot round for ``queue`` at ``now``: read, order, schedule, write (one transaction).
+
+    ``deadline``: stop taking new jobs when it expires (see the module docstring).
+    """
     from oarsched.policies.sorting import order_jobs
 
     report = RoundReport(queue=queue, now=now)
@@ -53,9 +161,9 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         rows = db.read_waiting_jobs(conn, [queue], config.nodes_label)
         report.skipped = dict(rows.errors)
         if not rows.jobs:
-            log.info("no waiting job in queue %s", queue)
+            _log_empty_queue(db, conn, queue, report)
             return report
-        resources = db.read_resources(conn, config.resource_order_terms)
+        resources = _known_states(db.read_resources(conn, config.resource_order_terms))
         platform = Platform(resources, config.hierarchy_labels, config.suspendable_types)
         report.platform = platform
         accounting = []
@@ -66,7 +174,7 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         cap = config.max_jobs_per_round
         if cap is not None:
             order = order[:cap]
-        jobs = [by_id[i] for i in order]
+        jobs = _screen([by_id[i] for i in order], report.skipped)
         report.jobs = jobs
         scheduled = db.read_scheduled_jobs(conn, now)
         quotas = _quota_state(config, platform)
@@ -75,11 +183,16 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
             besteffort_round=(queue == "besteffort"),
             quotas=quotas,
         )
-        constraints = GroupConstraints(platform, select=lambda expr: db.resource_ids_matching(conn, expr))
+        constraints = GroupConstraints(platform, select=_guarded_select(db, conn))
         scheduler = Scheduler(platform, options, constraints=constraints)
         t2 = time.perf_counter()
-        result = scheduler.schedule(jobs, now, scheduled)
+        result = scheduler.schedule(jobs if deadline is None else _JobsUntil(jobs, deadline), now, scheduled)
         report.result = result
+        report.not_considered = _not_considered(jobs, result, deadline)
+        report.never_fit = _explain_never_fitting(
+            lambda: Scheduler(platform, SchedulerOptions(job_security_time=options.job_security_time),
+                              constraints=constraints),
+            jobs, result, report.not_considered, now)
         t3 = time.perf_counter()
         messages = {}
         placed_karma = {}
@@ -92,14 +205,138 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
                                         queue=q, name=name, karma=k)
         report.karma = placed_karma
         if write:
+            log.info("queue %s: writing %d decisions", queue, len(result.assignments))
             report.resource_rows = db.write_decisions(conn, result, messages, placed_karma)
     report.timings = {"read": t2 - t0, "schedule": t3 - t2, "write": time.perf_counter() - t3}  # write includes the commit
-    for jid, why in result.unscheduled.items():
-        log.info("job %s not scheduled: %s", jid, why)
-    log.info("queue %s: %d placed, %d not placed, %d skipped (read %.3fs, schedule %.3fs, write %.3fs)",
-             queue, len(result.assignments), len(result.unscheduled), len(report.skipped),
-             report.timings["read"], report.timings["schedule"], report.timings["write"])
+    _log_round(report)
     return report
+
+
+def _guarded_select(db: OarDatabase, conn) -> Callable[[object], list[int]]:
+    """Resource ids a job's property expression selects; a query the database refuses is that job's error.
+
+    The expressions are in the accepted grammar, but the database may still
+    refuse one (``core = TRUE`` on an integer column in PostgreSQL).  On
+    PostgreSQL an error aborts the whole transaction, so each query runs in a
+    savepoint; on SQLite a failed SELECT leaves the transaction as it was.
+    """
+    nested = db.engine.dialect.name != "sqlite"
+
+    def select_ids(expr) -> list[int]:
+        try:
+            if not nested:
+                return db.resource_ids_matching(conn, expr)
+            with conn.begin_nested():
+                return db.resource_ids_matching(conn, expr)
+        except SQLAlchemyError as exc:
+            raise PropertyError(f"the database refused {expr}: {one_line(_first_line(exc))}") from None
+
+    return select_ids
+
+
+def _log_empty_queue(db: OarDatabase, conn, queue: str, report: RoundReport) -> None:
+    """Nothing to place: say why (OAR3 just finds no waiting job, an unknown queue included)."""
+    queues = db.tables.get("queues")
+    if queues is not None and "queue_name" in queues.c:
+        known = conn.execute(select(queues.c.queue_name).where(queues.c.queue_name == queue)).first()
+        if known is None:
+            log.warning("queue %r is not in the queues table: nothing to schedule", queue)
+            return
+    log.info("no waiting job in queue %s%s", queue,
+             f" ({len(report.skipped)} unreadable)" if report.skipped else "")
+
+
+def _known_states(resources: list[Resource]) -> list[Resource]:
+    """Resources whose state OAR does not know are logged and counted as neither schedulable nor Dead.
+
+    OAR3 only schedules on Alive and Absent resources and counts as dead only
+    the Dead ones; :class:`Platform` refuses other states, which would stop the
+    whole queue for one bad row.
+    """
+    for r in resources:
+        if r.state not in RESOURCE_STATES:
+            log.warning("resource %s: unknown state %r, not schedulable (treated as %s)",
+                        r.id, r.state, NOT_SCHEDULABLE_STATE)
+            r.state = NOT_SCHEDULABLE_STATE
+    return resources
+
+
+def _screen(jobs: list[Job], skipped: dict[int, str]) -> list[Job]:
+    """The jobs that can be scheduled, in order; the others are logged and added to ``skipped``."""
+    cycles = dependency_cycles(jobs)
+    kept = []
+    for job in jobs:
+        try:
+            validate_job(job)
+            if job.id in cycles:
+                raise JobError(job.id, _cycle_message(job.id, cycles[job.id]))
+        except JobError as exc:
+            log.error("%s; job skipped", exc)
+            skipped[job.id] = exc.message
+            continue
+        kept.append(job)
+    return kept
+
+
+def _explain_never_fitting(empty_scheduler: Callable[[], Scheduler], jobs: list[Job], result: ScheduleResult,
+                           not_considered: list[int], now: int) -> list[int]:
+    """Tell apart, among the jobs that found no place, those that would find none on an empty platform.
+
+    Only jobs without dependencies and outside containers are looked at (up
+    to :data:`MAX_EXPLAINED` a round); for those the reason becomes a warning
+    saying the request never fits.  Returns their ids.
+    """
+    skip = set(not_considered) | set(result.errors)
+    candidates = [j for j in jobs if j.id in result.unscheduled and j.id not in skip
+                  and not j.dependencies and "inner" not in j.types][:MAX_EXPLAINED]
+    never: list[int] = []
+    if not candidates:
+        return never
+    empty = empty_scheduler()
+    for job in candidates:
+        alone = empty.schedule([job], now)
+        if job.id not in alone.assignments and job.id not in alone.errors:
+            why = ("its request never fits, even on an empty platform: more resources than exist or than its "
+                   "properties select, or a walltime beyond their available_upto or the end of time (2**31)")
+            log.warning("job %s: %s", job.id, why)
+            result.unscheduled[job.id] = why
+            never.append(job.id)
+    return never
+
+
+def _cycle_message(job_id: int, members: list[int], shown: int = 10) -> str:
+    if members == [job_id]:
+        return f"depends on itself (job {job_id} waits for job {job_id})"
+    names = ", ".join(map(str, members[:shown]))
+    if len(members) > shown:
+        names += f" and {len(members) - shown} more"
+    return f"dependency cycle among jobs {names}: none of them can ever start"
+
+
+def _not_considered(jobs: list[Job], result: ScheduleResult, deadline: Deadline | None) -> list[int]:
+    """Jobs the deadline stopped the loop before (every job considered ends placed or unscheduled)."""
+    if deadline is None:
+        return []
+    missed = [j.id for j in jobs if j.id not in result.assignments and j.id not in result.unscheduled]
+    if missed:
+        log.warning("%s: %d of %d jobs not considered this round (first: %s); they keep waiting",
+                    deadline.describe(), len(missed), len(jobs), ", ".join(map(str, missed[:20])))
+        for jid in missed:
+            result.unscheduled[jid] = f"not considered: {deadline.describe()}"
+    return missed
+
+
+def _log_round(report: RoundReport) -> None:
+    result = report.result
+    told = set(report.not_considered) | set(result.errors) | set(report.never_fit)
+    for jid, why in result.unscheduled.items():
+        if jid not in told:
+            log.info("job %s not scheduled: %s", jid, why)
+    log.info("queue %s: %d placed, %d not placed, %d skipped, %d not considered "
+             "(read %.3fs, schedule %.3fs, write %.3fs)",
+             report.queue, len(result.assignments), len(result.unscheduled) - len(report.not_considered),
+             len(report.skipped), len(report.not_considered),
+             report.timings["read"], report.timings["schedule"], report.timings["write"])
 
 
 def _quota_state(config: OarConfig, platform: Platform):
@@ -107,44 +344,96 @@ def _quota_state(config: OarConfig, platform: Platform):
         return None
     from oarsched.engine.quotas import QuotaState
 
-    return QuotaState.from_config(config, platform)
+    try:
+        return QuotaState.from_config(config, platform)
+    except UnicodeDecodeError as exc:  # the rules reader catches OSError and bad JSON, not bad bytes
+        raise ConfigError(f"quotas rules file {config.quotas_conf_file}: not UTF-8 text ({exc.reason} "
+                          f"at byte {exc.start})") from None
+
+
+# ------------------------------------------------------------------------- command line
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors become :class:`UsageError` (one line, exit 1) instead of argparse's exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="oarsched-kamelot",
+    """``QUEUE [NOW_SEC [NOW_SQL]]`` as OAR3's kamelot reads them (NOW_SEC through ``int(float(...))``).
+
+    Without NOW_SEC the machine's clock is used (as OAR3).  Raises
+    :class:`UsageError` when NOW_SEC is not a number of seconds in ``[0, 2**31)``.
+    """
+    parser = _Parser(
+        prog=PROG,
         description="OAR3 external scheduler (kamelot drop-in): schedule QUEUE at NOW_SEC.",
     )
     parser.add_argument("queue", nargs="?", default="default", help="queue to schedule (default: default)")
     parser.add_argument("now", nargs="?", help="current time, epoch seconds (default: this machine's clock)")
     parser.add_argument("now_sql", nargs="?", help="current time as SQL text (ignored, as by OAR3)")
     args = parser.parse_args(argv)
-    if args.now is None:
-        args.now = int(time.time())
-    else:
-        try:
-            args.now = int(float(args.now))
-        except ValueError:
-            parser.error(f"NOW_SEC must be a number of seconds, got {args.now!r}")
+    args.now = int(time.time()) if args.now is None else parse_now(args.now)
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def parse_now(text: str) -> int:
+    """NOW_SEC as OAR3 reads it (``int(float(text))``), within OAR's time range."""
     try:
+        now = int(float(text))
+    except (ValueError, OverflowError):
+        raise UsageError(f"NOW_SEC must be a number of seconds, got {text!r}") from None
+    if not 0 <= now < MAX_TIME:
+        raise UsageError(f"NOW_SEC must be between 0 and {MAX_TIME - 1}, got {text!r}")
+    return now
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One round as OAR3's meta-scheduler runs it: 0 when written, 1 (one line on stderr) when the setup is broken."""
+    started = time.monotonic()
+    logging_ready = False
+    try:
+        args = parse_args(argv)
         config = OarConfig.load()
         setup_logging(config)
+        logging_ready = True
+        config.validate()
+        deadline = Deadline.from_config(config, started)
         db = OarDatabase(config.sqlalchemy_url())
-        schedule_queue(db, config, args.queue, args.now)
+        schedule_queue(db, config, args.queue, args.now, deadline=deadline)
     except OarschedError as exc:
-        log.error("%s", exc)
-        print(f"oarsched-kamelot: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(f"error: {exc}", logging_ready)
+    except SQLAlchemyError as exc:  # connection lost, lock timeout...: the round's transaction is not committed
+        return _fail(f"error: database error during the round: {exc.__class__.__name__}: {_first_line(exc)}",
+                     logging_ready)
     except Exception as exc:  # keep the message short for the meta-scheduler's log; details at debug
-        log.debug("unexpected failure", exc_info=True)
-        print(f"oarsched-kamelot: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
-        return 1
+        if logging_ready:
+            log.debug("unexpected failure", exc_info=True)
+        return _fail(f"internal error: {exc.__class__.__name__}: {_first_line(exc)}", logging_ready)
     return 0
+
+
+def _fail(message: str, logged: bool) -> int:
+    """Print ``oarsched-kamelot: MESSAGE`` (one line) on stderr, log it once logging is set up; return 1."""
+    line = one_line(message)
+    if logged:
+        log.error("%s", line)
+    print(f"{PROG}: {line}", file=sys.stderr)
+    return 1
+
+
+_SQLALCHEMY_TAIL = re.compile(r"\s*(\[SQL: |\[parameters: |\(Background on this error at: ).*", re.S)
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line, without the SQL text and parameters SQLAlchemy appends to its errors."""
+    return " ".join(_SQLALCHEMY_TAIL.sub("", message).split())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,144 @@
+"""Platforms and queues for simulations: from a short spec, a JSON file or an OAR3 database.
+
+* :func:`platform_from_spec` -- ``"switch=2/network_address=4/core=8"`` (also
+  ``,``-separated): a regular hierarchy, as :meth:`Platform.from_hierarchy`;
+  a path to a JSON file is read with :func:`platform_from_json`.
+* :func:`platform_from_json` -- ``{"hierarchy_labels": [...], "resources":
+  [{"id": 1, "state": "Alive", "type": "default", "network_address": "n1", ...}]}``
+  (or just the list of resources; labels then default to ``resource_id`` and
+  ``network_address``), in scheduling order.
+* :func:`platform_from_db` / :func:`queues_from_db` -- the resources (in
+  ``SCHEDULER_RESOURCE_ORDER``) and the active queues of the OAR3 database an
+  ``oar.conf`` names.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from oarsched.errors import PlatformError
+from oarsched.model.platform import RESOURCE_STATES, Platform, Resource
+
+__all__ = ["load_platform", "platform_from_data", "platform_from_db", "platform_from_json", "platform_from_spec",
+           "queues_from_db", "read_platform"]
+
+log = logging.getLogger("oarsched.sim")
+
+_LEVEL_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\d+)\s*$")
+
+
+def platform_from_spec(spec: str) -> Platform:
+    """A platform from ``LABEL=N/LABEL=N/...`` (top level first, the last level is one resource), or a JSON file."""
+    if os.path.isfile(spec):
+        return platform_from_json(spec)
+    parts = [p for p in re.split(r"[/,]", spec) if p.strip()]
+    if not parts:
+        raise PlatformError(f"empty platform spec {spec!r} (expected e.g. 'switch=2/network_address=4/core=8')")
+    levels = []
+    for part in parts:
+        m = _LEVEL_RE.match(part)
+        if not m:
+            raise PlatformError(f"platform spec {spec!r}: {part.strip()!r} is not LABEL=COUNT "
+                                "(e.g. 'switch=2/network_address=4/core=8', or a JSON file of resources)")
+        levels.append((m.group(1), int(m.group(2))))
+    labels = [label for label, _ in levels]
+    if len(set(labels)) != len(labels):
+        raise PlatformError(f"platform spec {spec!r}: a level is given twice")
+    return Platform.from_hierarchy(levels, leaf=levels[-1][0])
+
+
+def platform_from_json(path: str | os.PathLike[str]) -> Platform:
+    """Resources in scheduling order from a JSON file (see the module docstring)."""
+    source = os.fspath(path)
+    try:
+        data = json.loads(Path(source).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PlatformError(f"{source}: cannot read it: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise PlatformError(f"{source}, line {exc.lineno}: not JSON: {exc.msg}") from None
+    return platform_from_data(data, source)
+
+
+def platform_from_data(data: Any, source: str = "platform") -> Platform:
+    """A platform from parsed JSON: ``{"hierarchy_labels": [...], "resources": [...]}`` or the resources alone."""
+    labels: Any = ["resource_id", "network_address"]
+    if isinstance(data, Mapping):
+        labels = data.get("hierarchy_labels", labels)
+        data = data.get("resources")
+    if not isinstance(data, list) or not data:
+        raise PlatformError(f"{source}: expected a non-empty list of resources (or {{'resources': [...]}})")
+    if isinstance(labels, str):
+        labels = labels.split(",")
+    resources = [_resource(source, i, item) for i, item in enumerate(data)]
+    return Platform(resources, labels)
+
+
+def _resource(source: str, index: int, item: Any) -> Resource:
+    where = f"{source}, resource {index + 1}"
+    if not isinstance(item, Mapping):
+        raise PlatformError(f"{where}: expected an object, got {type(item).__name__}")
+    rid = item.get("id", item.get("resource_id"))
+    if isinstance(rid, bool) or not isinstance(rid, int):
+        raise PlatformError(f"{where}: field 'id' must be an integer, got {rid!r}")
+    props = {k: v for k, v in item.items() if k not in ("id", "resource_id", "state", "type", "available_upto")}
+    upto = item.get("available_upto", 2**31 - 1)
+    if isinstance(upto, bool) or not isinstance(upto, int):
+        raise PlatformError(f"{where}: field 'available_upto' must be an integer, got {upto!r}")
+    return Resource(id=rid, state=str(item.get("state", "Alive")), type=str(item.get("type", "default")),
+                    available_upto=upto, properties=props)
+
+
+def platform_from_db(config) -> Platform:
+    """The platform of the OAR3 database ``config`` (an :class:`~oarsched.oar.config.OarConfig`) names."""
+    from oarsched.oar.db import OarDatabase
+
+    db = OarDatabase(config.sqlalchemy_url())
+    try:
+        with db.engine.connect() as conn:
+            return read_platform(db, conn, config)
+    finally:
+        db.engine.dispose()
+
+
+def read_platform(db, conn, config) -> Platform:
+    """The platform read on an open connection: resources in ``SCHEDULER_RESOURCE_ORDER``, ``HIERARCHY_LABELS``.
+
+    A resource whose state OAR does not know is logged and not schedulable.
+    """
+    resources = db.read_resources(conn, config.resource_order_terms)
+    for r in resources:
+        if r.state not in RESOURCE_STATES:
+            log.warning("resource %s: unknown state %r, not schedulable", r.id, r.state)
+            r.state = "Suspected"
+    return Platform(resources, config.hierarchy_labels, config.suspendable_types)
+
+
+def queues_from_db(config) -> dict[str, int]:
+    """Active queues of the database ``config`` names: ``{name: priority}``, highest priority first."""
+    from sqlalchemy import select
+
+    from oarsched.oar.db import OarDatabase
+
+    db = OarDatabase(config.sqlalchemy_url())
+    try:
+        queues = db.tables["queues"]
+        with db.engine.connect() as conn:
+            rows = conn.execute(select(queues.c.queue_name, queues.c.priority, queues.c.state)
+                                .order_by(queues.c.priority.desc(), queues.c.queue_name)).all()
+    finally:
+        db.engine.dispose()
+    return {r.queue_name: int(r.priority or 0) for r in rows if (r.state or "Active") == "Active"}
+
+
+def load_platform(spec: str | None = None, *, config=None) -> Platform:
+    """``spec`` (see :func:`platform_from_spec`) when given, else the database of ``config``."""
+    if spec:
+        return platform_from_spec(spec)
+    if config is None:
+        raise PlatformError("no platform: give a spec (e.g. 'switch=2/network_address=4/core=8') or an oar.conf")
+    return platform_from_db(config)

@@ -1,0 +1,234 @@
+"""What happened to each job of a simulation, and how it is saved (CSV or JSON).
+
+A :class:`JobRecord` is the final outcome of one job; a :class:`Run` is one
+stretch of time a job held resources (a besteffort job that is preempted
+and requeued has several runs, every other job at most one).
+
+Statuses:
+
+``completed``
+    ran its whole run time;
+``killed``
+    reached its walltime before the end of its run time and was killed there;
+``preempted``
+    a besteffort job killed because a job of another queue started on its
+    resources (and not requeued);
+``rejected``
+    never queued: an advance reservation whose slot was not free at
+    submission, a job that does not fit the platform even empty, or a job
+    the scheduler cannot understand (``reason`` says which);
+``not_started``
+    still waiting when the simulation ended (a dependency that can never be
+    satisfied, or the ``until`` limit);
+``running``
+    still running at the ``until`` limit (``end`` is empty).
+
+CSV columns (JSON keys are the same; ``resources`` is a list in JSON and
+``1-8,17``-style ranges in CSV; empty cells mean "none")::
+
+    id,user,queue,submit,start,end,wait,run,walltime,nb_resources,resources,
+    status,killed,reservation,besteffort,preemptions,reason
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oarsched.errors import OarschedError
+
+__all__ = ["COLUMNS", "STATUSES", "JobRecord", "RecordsError", "Run", "format_ranges", "parse_ranges",
+           "read_records", "write_records"]
+
+STATUSES = ("completed", "killed", "preempted", "rejected", "not_started", "running")
+
+COLUMNS = ("id", "user", "queue", "submit", "start", "end", "wait", "run", "walltime", "nb_resources",
+           "resources", "status", "killed", "reservation", "besteffort", "preemptions", "reason")
+
+
+class RecordsError(OarschedError):
+    """A records file cannot be read: names the file, the line and the column."""
+
+
+@dataclass
+class JobRecord:
+    """The outcome of one job of a simulation."""
+
+    id: int
+    submit: int
+    walltime: int
+    status: str
+    start: int | None = None
+    end: int | None = None
+    resources: list[int] = field(default_factory=list)
+    user: str = ""
+    queue: str = "default"
+    reservation: bool = False
+    besteffort: bool = False
+    preemptions: int = 0
+    reason: str = ""
+
+    @property
+    def wait(self) -> int | None:
+        """``start - submit`` (None when the job never started)."""
+        return None if self.start is None else self.start - self.submit
+
+    @property
+    def run(self) -> int | None:
+        """Time it held its resources in its last run: ``end - start``."""
+        return None if self.start is None or self.end is None else self.end - self.start
+
+    @property
+    def killed(self) -> bool:
+        """Ended by the system: walltime reached, or besteffort preemption."""
+        return self.status in ("killed", "preempted")
+
+    @property
+    def nb_resources(self) -> int:
+        return len(self.resources)
+
+    @property
+    def started(self) -> bool:
+        return self.start is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record with every column (``resources`` as a list)."""
+        return {"id": self.id, "user": self.user, "queue": self.queue, "submit": self.submit,
+                "start": self.start, "end": self.end, "wait": self.wait, "run": self.run,
+                "walltime": self.walltime, "nb_resources": self.nb_resources, "resources": list(self.resources),
+                "status": self.status, "killed": self.killed, "reservation": self.reservation,
+                "besteffort": self.besteffort, "preemptions": self.preemptions, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One stretch ``[start, end)`` during which a job held ``resources``; ``outcome`` is how it ended."""
+
+    job_id: int
+    start: int
+    end: int
+    resources: tuple[int, ...]
+    outcome: str
+
+
+# ------------------------------------------------------------------------- ranges
+
+def format_ranges(ids: Iterable[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
+    runs: list[list[int]] = []
+    for i in sorted(ids):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(f"{a}-{b}" if b != a else f"{a}" for a, b in runs)
+
+
+def parse_ranges(text: str) -> list[int]:
+    """``"1-3,7"`` -> ``[1, 2, 3, 7]``; raises ValueError on anything else."""
+    ids: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        first, last = int(lo), int(hi) if sep else int(lo)
+        if last < first:
+            raise ValueError(f"descending range {part!r}")
+        ids.extend(range(first, last + 1))
+    return ids
+
+
+# ---------------------------------------------------------------------- writing
+
+def write_records(records: Sequence[JobRecord], path: str | os.PathLike[str]) -> None:
+    """Save records as JSON (``.json``) or CSV (anything else)."""
+    target = os.fspath(path)
+    if target.lower().endswith(".json"):
+        Path(target).write_text(json.dumps([r.as_dict() for r in records], indent=1) + "\n", encoding="utf-8")
+        return
+    with open(target, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(COLUMNS)
+        for r in records:
+            d = r.as_dict()
+            d["resources"] = format_ranges(r.resources)
+            writer.writerow(["" if d[c] is None else _cell(d[c]) for c in COLUMNS])
+
+
+def _cell(value: Any) -> Any:
+    return ("yes" if value else "no") if isinstance(value, bool) else value
+
+
+# ---------------------------------------------------------------------- reading
+
+def read_records(path: str | os.PathLike[str]) -> list[JobRecord]:
+    """Load records written by :func:`write_records` (JSON or CSV, by extension)."""
+    source = os.fspath(path)
+    try:
+        if source.lower().endswith(".json"):
+            data = json.loads(Path(source).read_text(encoding="utf-8"))
+            if not isinstance(data, list):
+                raise RecordsError(f"{source}: expected a list of job records")
+            return [_record(source, f"entry {i + 1}", item) for i, item in enumerate(data)]
+        with open(source, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in ("id", "submit", "start", "end", "walltime", "resources", "status")
+                       if c not in (reader.fieldnames or [])]
+            if missing:
+                raise RecordsError(f"{source}, line 1: missing column(s) {', '.join(missing)}")
+            return [_record(source, f"line {reader.line_num}", row) for row in reader]
+    except OSError as exc:
+        raise RecordsError(f"{source}: cannot read it: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise RecordsError(f"{source}, line {exc.lineno}: not JSON: {exc.msg}") from None
+
+
+def _record(source: str, where: str, item: Any) -> JobRecord:
+    if not isinstance(item, dict):
+        raise RecordsError(f"{source}, {where}: expected an object")
+
+    def fail(column: str, value: Any) -> RecordsError:
+        return RecordsError(f"{source}, {where}: column {column!r}: cannot read {value!r}")
+
+    def integer(column: str) -> int:
+        value = item.get(column)
+        try:
+            if isinstance(value, bool) or value is None:
+                raise TypeError(value)
+            return int(value)
+        except (TypeError, ValueError):
+            raise fail(column, value) from None
+
+    def optional(column: str) -> int | None:
+        return None if item.get(column) in (None, "") else integer(column)
+
+    def flag(column: str) -> bool:
+        value = item.get(column, False)
+        if isinstance(value, bool):
+            return value
+        if str(value).strip().lower() in ("yes", "true", "1"):
+            return True
+        if str(value).strip().lower() in ("no", "false", "0", ""):
+            return False
+        raise fail(column, value)
+
+    status = item.get("status")
+    if status not in STATUSES:
+        raise fail("status", status)
+    resources = item.get("resources") or []
+    try:
+        rids = parse_ranges(resources) if isinstance(resources, str) else [int(r) for r in resources]
+    except (TypeError, ValueError):
+        raise fail("resources", resources) from None
+    return JobRecord(
+        id=integer("id"), submit=integer("submit"), walltime=integer("walltime"), status=status,
+        start=optional("start"), end=optional("end"), resources=rids,
+        user=str(item.get("user") or ""), queue=str(item.get("queue") or "default"),
+        reservation=flag("reservation"), besteffort=flag("besteffort"),
+        preemptions=optional("preemptions") or 0, reason=str(item.get("reason") or ""),
+    )
