@@ -224,3 +224,16 @@ def test_cache_does_not_change_decisions(w):
         return {j: (a.moldable_id, a.start_time, a.resources) for j, a in r.assignments.items()}
 
     assert run(True) == run(False)
+
+
+def test_timesharing_job_past_the_calendar_horizon_sees_the_split_slots():
+    """Calendar splits made during a timesharing job's search must not hand out busy resources."""
+    res = [Resource(id=i, properties={"network_address": "n"}) for i in range(1, 5)]
+    platform = Platform(res, ["resource_id", "network_address"])
+    now = 1700006400  # a Wednesday, UTC
+    day = 86400
+    busy = ScheduledJob(id=99, start_time=now, walltime=20 * day, resources=[1, 2, 3, 4])
+    rules = {"periodical": [["* * * *", "open", ""]], "open": {"*,*,*,*": [-1, -1, -1]}}
+    job = Job(id=1, walltime=3600, request="resource_id=2", types={"timesharing": "*,*"})
+    r = schedule(platform, [job], now=now, scheduled=[busy], quotas=rules)
+    assert r[1].start_time == now + 20 * day

@@ -310,6 +310,8 @@ cdef class SlotSet:
         cdef word* a = <word*>(<cnp.ndarray>acc).data
         cdef word* x
         cdef cnp.ndarray ext_arr
+        if ext is not None and (ext.shape[0] <= self.last_id or ext.shape[1] < self.nwords):
+            raise ValueError("ext must have a row of nwords words for every slot id")
         while True:
             if ext is None:
                 bs_iand(a, self.free + s * self.nwords, self.nwords)

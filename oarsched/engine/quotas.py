@@ -157,7 +157,9 @@ class QuotaState:
                 if cal.window_limit_reached(begin, ss.slot(right)[1], job_end, self.now):
                     return None
                 if ss.rules_id(right) == UNASSIGNED_RULES_ID:
+                    known = ss.last_id
                     self._split_along_calendar(ss, right)
+                    ext = _extension_for_new_slots(ext, ss.last_id, known, right)
                 if ss.slot(right)[1] >= job_end or not ss.next_of(right):
                     break
                 right = ss.next_of(right)
@@ -264,6 +266,16 @@ def _skip_known_failures(ss: SlotSet, start_sid: int, walltime: int, request: Re
     if not start_sid or ss.slot(start_sid)[0] <= ss.slot(known)[0]:
         return known, True
     return start_sid, False
+
+
+def _extension_for_new_slots(ext: np.ndarray | None, last_id: int, known: int, parent: int) -> np.ndarray | None:
+    """Rows for the slots a calendar split just made out of ``parent``: they share what it shares."""
+    if ext is None or last_id <= known:
+        return ext
+    grown = np.zeros((last_id + 1, ext.shape[1]), dtype=ext.dtype)
+    grown[: ext.shape[0]] = ext
+    grown[known + 1 :] = ext[parent]
+    return grown
 
 
 def _all_value(platform: Platform, mode: str) -> int:
