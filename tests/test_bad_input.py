@@ -268,8 +268,6 @@ def test_resource_with_an_unknown_state(case: Case):
     assert case.gantt() == {1: (NOW, [1, 3]), 2: LAST_PLACE}
 
 
-@pytest.mark.xfail(strict=True, reason="oarsched/oar/db.py reads a NULL resources.state as 'Alive'; "
-                   "OAR3 only schedules on Alive/Absent resources, so such a resource must not be used")
 def test_resource_with_a_null_state(case: Case):
     case.execute("UPDATE resources SET state = NULL WHERE resource_id = 2")
     out = case.run()
@@ -334,9 +332,6 @@ def test_gantt_row_on_an_unknown_resource(tmp_path: Path):
     assert gantt[c.ids["first"]] == FIRST_PLACE and gantt[c.ids["last"]] == LAST_PLACE
 
 
-@pytest.mark.xfail(strict=True, reason="oarsched/oar/db.py reads a NULL gantt_jobs_predictions.start_time as 0, "
-                   "so the running job's resources count as free (here resource 8 is given twice); it should "
-                   "be reported naming the job and its resources kept busy (or the row refused)")
 def test_null_start_time_in_the_gantt(tmp_path: Path):
     def bad(conn):
         jid = add_running_job(conn, start_time=NOW - 10, resource_ids=[8], request="resource_id=1", walltime=1000)

@@ -333,10 +333,6 @@ def test_quotas_rules_file(scratch: Path, data: str):
         assert str(path) in str(exc)
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason=(
-    "oarsched/model/quotas.py QuotasConfig.from_file lets UnicodeDecodeError out for a rules file that is not "
-    "UTF-8 (it catches OSError and JSONDecodeError only); it should raise ConfigError naming the file "
-    "(oarsched-kamelot now turns it into one)"))
 def test_quotas_rules_file_not_utf8(tmp_path: Path):
     path = tmp_path / "quotas.json"
     path.write_bytes(b'{"quotas": {"*,*,*,*": [1, -1, -1]}, "x": "\xff"}')

@@ -767,6 +767,8 @@ class QuotasConfig:
             raise ConfigError(
                 f"quotas rules file {path}: cannot read it: {e.strerror or e}"
             ) from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"quotas rules file {path}: not UTF-8 text (byte {e.start})") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:

@@ -82,7 +82,7 @@ class OarDatabase:
                 raise DatabaseError("a resources row has a NULL resource_id")
             resources.append(Resource(
                 id=int(rid),
-                state=state if state is not None else "Alive",
+                state=state,  # NULL: an unknown state, not schedulable (see kamelot's screening)
                 type=rtype if rtype is not None else "default",
                 available_upto=int(upto) if upto is not None else 2**31 - 1,
                 properties={c: row[i] for c, i in prop_cols},
@@ -195,7 +195,8 @@ class OarDatabase:
         m = self.tables["moldable_job_descriptions"]
         stmt = (
             select(jobs_t.c.job_id, jobs_t.c.state, jobs_t.c.suspended, jobs_t.c.job_user, jobs_t.c.project,
-                   jobs_t.c.queue_name, jobs_t.c.job_name, gp.c.moldable_job_id, gp.c.start_time,
+                   jobs_t.c.queue_name, jobs_t.c.job_name, jobs_t.c.start_time.label("job_start"),
+                   gp.c.moldable_job_id, gp.c.start_time,
                    m.c.moldable_walltime, gr.c.resource_id)
             .join(m, m.c.moldable_id == gp.c.moldable_job_id)
             .join(jobs_t, jobs_t.c.job_id == m.c.moldable_job_id)
@@ -210,7 +211,7 @@ class OarDatabase:
             sj = jobs.get(jid)
             if sj is None:
                 sj = jobs[jid] = ScheduledJob(
-                    id=jid, start_time=int(row.start_time or 0), walltime=int(row.moldable_walltime or 0),
+                    id=jid, start_time=_gantt_start(row, now), walltime=int(row.moldable_walltime or 0),
                     resources=[], moldable_id=int(row.moldable_job_id), user=row.job_user or "",
                     project=row.project or "", queue=row.queue_name or "", name=row.job_name or "",
                     state=row.state or "",
@@ -318,6 +319,17 @@ class OarDatabase:
                 update(jobs_t).where(jobs_t.c.job_id == bindparam("jid")).values(last_karma=bindparam("k")),
                 [{"jid": jid, "k": k} for jid, k in karma.items()],
             )
+
+
+def _gantt_start(row, now: int) -> int:
+    """A placed job's gantt start; a NULL one (OAR3 never writes it) keeps the job's resources busy
+    from its recorded start, or from now, rather than freeing them."""
+    if row.start_time is not None:
+        return int(row.start_time)
+    start = int(row.job_start) if row.job_start else now
+    log.warning("job %s: NULL start_time in gantt_jobs_predictions; its resources are kept busy from %s",
+                row.job_id, start)
+    return start
 
 
 def job_message(*, nb_resources: int | None, queue: str, walltime: int | None = None,
