@@ -177,6 +177,7 @@ class Scheduler:
         self.hierarchy = Hierarchy(self.nbits, {lbl: platform.block_ids(lbl) for lbl in platform.hierarchy_labels})
         self.schedulable = bitset.from_mask(platform.schedulable)
         self.default_set = bitset.from_mask(platform.default_type)
+        self._leaving = self._resources_leaving()
         self.suspendable = bitset.from_mask(platform.suspendable)
         self._resolve = constraints or GroupConstraints(platform)
         self.plugins = plugins
@@ -241,19 +242,24 @@ class Scheduler:
 
     def _block_available_upto(self, ss: SlotSet, quotas) -> None:
         """Resources leave the platform at their ``available_upto``: a pseudo job holds them from then on."""
+        pseudo = [
+            Occupation(start_time=t, walltime=MAX_TIME - t, resources=res,
+                       quota_job=_PseudoQuotaJob() if quotas is not None else None, nb_default=nb_default)
+            for t, res, nb_default in self._leaving
+        ]
+        insert_jobs(ss, pseudo, quotas)
+
+    def _resources_leaving(self) -> list[tuple[int, np.ndarray, int]]:
+        """``(available_upto, resources, default-type count)`` per distinct time, computed once per platform."""
         by_time: dict[int, list[int]] = {}
         for roid, r in enumerate(self.platform.resources):
             if self.platform.schedulable[roid]:
                 by_time.setdefault(int(r.available_upto), []).append(roid)
-        pseudo = []
+        leaving = []
         for t in sorted(by_time):
             res = bitset.from_indices(by_time[t], self.nbits)
-            pseudo.append(Occupation(
-                start_time=t, walltime=MAX_TIME - t, resources=res,
-                quota_job=_PseudoQuotaJob() if quotas is not None else None,
-                nb_default=bitset.count(res & self.default_set),
-            ))
-        insert_jobs(ss, pseudo, quotas)
+            leaving.append((t, res, bitset.count(res & self.default_set)))
+        return leaving
 
     def _insert_scheduled(self, slot_sets: dict[str, SlotSet], scheduled: list[ScheduledJob], now: int, quotas) -> None:
         sec = self.options.job_security_time

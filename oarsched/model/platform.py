@@ -81,6 +81,8 @@ class Platform:
         n = len(self.resources)
         self.size = n
         self.rids = np.array([r.id for r in self.resources], dtype=np.int64)
+        self._rid_order = np.argsort(self.rids, kind="stable")  # for id -> order index look-ups
+        self._sorted_rids = self.rids[self._rid_order]
         self.roid_of: dict[int, int] = {}
         for roid, r in enumerate(self.resources):
             if r.state not in RESOURCE_STATES:
@@ -190,16 +192,17 @@ class Platform:
         return label in self._block_ids
 
     def roids(self, rids: Iterable[int], *, schedulable_only: bool = True) -> np.ndarray:
-        """Order indices of resource ids; unknown ids (and, by default, non-schedulable ones) are dropped."""
-        out = []
-        for rid in rids:
-            roid = self.roid_of.get(int(rid))
-            if roid is None:
-                continue
-            if schedulable_only and not self.schedulable[roid]:
-                continue
-            out.append(roid)
-        return np.array(sorted(out), dtype=np.int64)
+        """Order indices of resource ids, sorted; unknown ids (and, by default, non-schedulable ones) are dropped."""
+        wanted = np.fromiter((int(r) for r in rids), dtype=np.int64)
+        if wanted.size == 0 or self.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        pos = np.searchsorted(self._sorted_rids, wanted)
+        pos[pos == self.size] = 0
+        found = pos[self._sorted_rids[pos] == wanted]
+        out = self._rid_order[found]
+        if schedulable_only:
+            out = out[self.schedulable[out]]
+        return np.sort(out).astype(np.int64)
 
     def resource_ids(self, roids: Iterable[int]) -> list[int]:
         """Resource ids of order indices, in order-index order (as OAR writes them)."""
