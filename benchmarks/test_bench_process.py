@@ -22,13 +22,6 @@ FULL = ["nodeonly-10k-500", "normal-10k-500", "coreonly-10k-500", "normal-quotas
 LARGE = ["nodeonly-10k-2000", "normal-10k-2000"]
 
 
-def _cases():
-    for name in QUICK:
-        yield pytest.param(name, marks=pytest.mark.quick, id=name)
-    for name in FULL:
-        yield pytest.param(name, id=name)
-    for name in LARGE:
-        yield pytest.param(name, marks=pytest.mark.slow, id=name)
 
 
 def _case_dir(name: str) -> Path:
@@ -45,7 +38,7 @@ def scratch():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.mark.parametrize("name", list(_cases()))
+@pytest.mark.parametrize("name", workloads.tiered_params(QUICK, FULL, LARGE))
 def test_dropin_sqlite(benchmark, scratch: Path, name: str) -> None:
     src = _case_dir(name)
     copies = iter(range(10**6))
@@ -63,7 +56,7 @@ def test_dropin_sqlite(benchmark, scratch: Path, name: str) -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("name", list(_cases()))
+@pytest.mark.parametrize("name", workloads.tiered_params(QUICK, FULL, LARGE))
 def test_dropin_postgresql(benchmark, pg_server: str, scratch: Path, name: str) -> None:
     from tests.pgserver import copy_sqlite_to_pg, create_database, drop_database
 

@@ -24,16 +24,9 @@ LARGE = [f"{k}-10k-{n}" for k in ("nodeonly", "coreonly", "normal") for n in (50
 PINNED = {**pinned.SHARED, **pinned.GENERATED, **pinned.GENERATED_SLOW}
 
 
-def _params():
-    for name in QUICK:
-        yield pytest.param(name, marks=pytest.mark.quick, id=name)
-    for name in SUITE:
-        yield pytest.param(name, id=name)
-    for name in LARGE:
-        yield pytest.param(name, marks=pytest.mark.slow, id=name)
 
 
-@pytest.mark.parametrize("name", list(_params()))
+@pytest.mark.parametrize("name", workloads.tiered_params(QUICK, SUITE, LARGE))
 def test_round(benchmark, load_workload, name: str) -> None:
     wl = load_workload(name)
     benchmark.group = f"round {wl.kind}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import measure
+from benchmarks import measure, workloads
 from tests import test_decision_digests as pinned
 
 PINNED = {**pinned.SHARED, **pinned.GENERATED, **pinned.GENERATED_SLOW}
@@ -25,16 +25,9 @@ SLOW = [f"{k}-10k-20000" for k in ("nodeonly", "coreonly", "normal")] + [
     f"{k}-100k-500" for k in ("nodeonly", "coreonly", "normal")] + ["load-100k-20000"]
 
 
-def _params():
-    for name in QUICK:
-        yield pytest.param(name, marks=pytest.mark.quick, id=name)
-    for name in JOBS + RESOURCES:
-        yield pytest.param(name, id=name)
-    for name in SLOW:
-        yield pytest.param(name, marks=pytest.mark.slow, id=name)
 
 
-@pytest.mark.parametrize("name", list(_params()))
+@pytest.mark.parametrize("name", workloads.tiered_params(QUICK, JOBS + RESOURCES, SLOW))
 def test_round_in_fresh_process(benchmark, name: str) -> None:
     benchmark.group = "round in a fresh process"
     run = benchmark.pedantic(measure.round_in_child, args=(name, 1), rounds=1, iterations=1)

@@ -384,3 +384,12 @@ def load_any(name: str) -> Workload:
     if name in GENERATED:
         return from_spec(generate(name=name, **GENERATED[name]))
     return load(name)
+
+
+def tiered_params(quick, regular, slow) -> list:
+    """pytest params for workload names: ``quick`` ones run in CI (marker ``quick``), ``slow`` ones only with ``-m slow``."""
+    import pytest
+
+    return ([pytest.param(n, marks=pytest.mark.quick, id=n) for n in quick]
+            + [pytest.param(n, id=n) for n in regular]
+            + [pytest.param(n, marks=pytest.mark.slow, id=n) for n in slow])

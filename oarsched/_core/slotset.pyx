@@ -390,18 +390,10 @@ cdef class SlotSet:
         A = self.scratch
         out = <word*>(<cnp.ndarray>self._out).data
         while True:
-            # position i must exist
-            if i == m:
-                if nxt_sid == 0:
-                    return None
-                if m >= self.seq_cap:
-                    seq = self._seq_room(m + 1)
-                seq[m] = nxt_sid
-                nxt_sid = self.nxt[nxt_sid]
-                m += 1
             if j < i:
                 j = i
-            # R: first position j whose slot ends late enough
+            # R: first position j >= i whose slot ends late enough; positions are
+            # appended from the linked list as the search reaches them
             while True:
                 if j == m:
                     if nxt_sid == 0:

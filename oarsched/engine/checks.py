@@ -15,11 +15,10 @@ from oarsched.engine import reference
 from oarsched.engine.scheduler import (
     ScheduledJob,
     ScheduleResult,
-    _placeholder,
     _QuotaView,
     _ts_key,
 )
-from oarsched.model.job import ALLOW, PLACEHOLDER, Job
+from oarsched.model.job import ALLOW, PLACEHOLDER, Job, placeholder_of
 from oarsched.model.platform import MAX_TIME, Platform
 from oarsched.model.quotas import AVAILABLE_UPTO_JOB, QuotasConfig, RuleKey, _counted_keys
 
@@ -29,8 +28,8 @@ def _shares(a, b) -> bool:
     ta, tb = _ts_key(a), _ts_key(b)
     if ta is not None and ta == tb:
         return True
-    pa, na = _placeholder(a.types)
-    pb, nb = _placeholder(b.types)
+    pa, na = placeholder_of(a.types)
+    pb, nb = placeholder_of(b.types)
     if {pa, pb} == {PLACEHOLDER, ALLOW} and na == nb:
         return True
     return "container" in a.types or "container" in b.types or "inner" in a.types or "inner" in b.types

@@ -28,7 +28,7 @@ from oarsched.engine.slots import (
     share_extension,
 )
 from oarsched.errors import JobError, OarschedError
-from oarsched.model.job import NO_PLACEHOLDER, Job, ResourceGroup
+from oarsched.model.job import NO_PLACEHOLDER, Job, ResourceGroup, placeholder_of, timesharing_of
 from oarsched.model.platform import Platform
 
 if TYPE_CHECKING:
@@ -286,7 +286,7 @@ class Scheduler:
 
     def _occupation(self, job, start: int, w: int, res: np.ndarray, quotas) -> Occupation:
         ts_key = _ts_key(job)
-        ph, ph_name = _placeholder(job.types)
+        ph, ph_name = placeholder_of(job.types)
         counts = quotas is not None and "container" not in job.types
         return Occupation(
             start_time=start, walltime=w, resources=res, ts_key=ts_key, ph=ph, ph_name=ph_name,
@@ -390,7 +390,7 @@ class Scheduler:
         """First window where the compiled request fits, from ``min_start`` (-1: the start or the cache)."""
         w, request, key = mld.walltime, mld.request, mld.cache_key
         ts_key = _ts_key(job)
-        ph, ph_name = _placeholder(job.types)
+        ph, ph_name = placeholder_of(job.types)
         cacheable = self.options.use_cache and ts_key is None and ph == NO_PLACEHOLDER
         if min_start < 0:
             start_sid = ss.cache.get(key, 0) if cacheable else 0
@@ -434,22 +434,8 @@ def _PseudoQuotaJob() -> _QuotaView:
 
 def _ts_key(job) -> tuple[str, str] | None:
     """Timesharing key: ``timesharing=user,name`` shares with jobs of the same user and name."""
-    value = job.types.get("timesharing") if job.types else None
-    if value is None:
+    ts = timesharing_of(job.types) if job.types else None
+    if ts is None:
         return None
-    parts = [p.strip() for p in value.split(",")]
-    u = parts[0] if parts else "*"
-    n = parts[1] if len(parts) > 1 else "*"
-    user = job.user if u == "user" else "*"
-    name = job.name if n == "name" else "*"
-    return (user, name)
+    return (job.user if ts[0] == "user" else "*", job.name if ts[1] == "name" else "*")
 
-
-def _placeholder(types: dict) -> tuple[int, str]:
-    from oarsched.model.job import ALLOW, PLACEHOLDER
-
-    if "placeholder" in types:
-        return PLACEHOLDER, types["placeholder"]
-    if "allow" in types:
-        return ALLOW, types["allow"]
-    return NO_PLACEHOLDER, ""

@@ -7,7 +7,7 @@ extensions a timesharing or ``allow`` job may use.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,6 @@ class Occupation:
     quota_job: Any = None
     nb_default: int = 0
     job_id: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def new_slot_set(nbits: int, begin: int, free: np.ndarray, end: int = MAX_TIME, quotas=None) -> SlotSet:

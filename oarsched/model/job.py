@@ -102,22 +102,32 @@ class Job:
     @property
     def timesharing(self) -> tuple[str, str] | None:
         """``(user_key, name_key)`` from ``timesharing=A,B`` or None."""
-        value = self.types.get("timesharing")
-        if value is None:
-            return None
-        parts = [p.strip() for p in value.split(",")]
-        user = parts[0] if parts and parts[0] else "*"
-        name = parts[1] if len(parts) > 1 and parts[1] else "*"
-        return user, name
+        return timesharing_of(self.types)
 
     @property
     def placeholder(self) -> tuple[int, str]:
         """``(kind, name)``: PLACEHOLDER for ``placeholder=N``, ALLOW for ``allow=N``."""
-        if "placeholder" in self.types:
-            return PLACEHOLDER, self.types["placeholder"]
-        if "allow" in self.types:
-            return ALLOW, self.types["allow"]
-        return NO_PLACEHOLDER, ""
+        return placeholder_of(self.types)
+
+
+def timesharing_of(types: dict[str, str]) -> tuple[str, str] | None:
+    """``(user_key, name_key)`` of a ``timesharing=A,B`` type (``*`` where a part is missing), or None."""
+    value = types.get("timesharing")
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    user = parts[0] if parts and parts[0] else "*"
+    name = parts[1] if len(parts) > 1 and parts[1] else "*"
+    return user, name
+
+
+def placeholder_of(types: dict[str, str]) -> tuple[int, str]:
+    """``(kind, name)`` of the ``placeholder=N`` / ``allow=N`` types; ``(NO_PLACEHOLDER, "")`` without them."""
+    if "placeholder" in types:
+        return PLACEHOLDER, types["placeholder"]
+    if "allow" in types:
+        return ALLOW, types["allow"]
+    return NO_PLACEHOLDER, ""
 
 
 def validate_job(job: Job) -> None:

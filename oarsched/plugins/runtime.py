@@ -118,7 +118,8 @@ class JobSearch:
     def __init__(self, scheduler: "Scheduler", ss: "SlotSet", job: "Job",
                  moldables: Sequence["CompiledMoldable"], min_start: int, quotas: Any,
                  finder: BoundPlugin | None) -> None:
-        from oarsched.engine.scheduler import _placeholder, _QuotaView, _ts_key
+        from oarsched.engine.scheduler import _QuotaView, _ts_key
+        from oarsched.model.job import placeholder_of
 
         self.sched = scheduler
         self.ss = ss
@@ -129,7 +130,7 @@ class JobSearch:
         self.with_quotas = quotas is not None and not job.no_quotas
         self.quota_job = _QuotaView.of(job) if self.with_quotas else None
         self.finder = finder
-        self._share = (_ts_key(job), *_placeholder(job.types))
+        self._share = (_ts_key(job), *placeholder_of(job.types))
         self._ext: np.ndarray | None = None
         self.plans = [self._plan(c) for c in self.compiled]
         self._compiled_of = {id(p): c for p, c in zip(self.plans, self.compiled)}

@@ -13,15 +13,14 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from oarsched.errors import PlatformError
+from oarsched.jsonfile import read_json_file
 from oarsched.model.platform import RESOURCE_STATES, Platform, Resource
 
 __all__ = ["load_platform", "platform_from_data", "platform_from_db", "platform_from_json", "platform_from_spec",
@@ -54,14 +53,7 @@ def platform_from_spec(spec: str) -> Platform:
 
 def platform_from_json(path: str | os.PathLike[str]) -> Platform:
     """Resources in scheduling order from a JSON file (see the module docstring)."""
-    source = os.fspath(path)
-    try:
-        data = json.loads(Path(source).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PlatformError(f"{source}: cannot read it: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise PlatformError(f"{source}, line {exc.lineno}: not JSON: {exc.msg}") from None
-    return platform_from_data(data, source)
+    return platform_from_data(read_json_file(path, PlatformError), os.fspath(path))
 
 
 def platform_from_data(data: Any, source: str = "platform") -> Platform:

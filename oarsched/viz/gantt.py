@@ -234,13 +234,10 @@ def load_schedule_json(path: str | os.PathLike[str]) -> GanttChart:
     from oarsched.errors import PlatformError
     from oarsched.sim.platforms import platform_from_data
 
+    from oarsched.jsonfile import read_json_file
+
     source = os.fspath(path)
-    try:
-        data = json.loads(Path(source).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise GanttError(f"{source}: cannot read it: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise GanttError(f"{source}, line {exc.lineno}: not JSON: {exc.msg}") from None
+    data = read_json_file(source, GanttError)
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list) or "platform" not in data:
         raise GanttError(f"{source}: expected an object with 'platform' and 'jobs' (see save_schedule_json)")
     try:
