@@ -158,12 +158,14 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
     report = RoundReport(queue=queue, now=now)
     t0 = time.perf_counter()
     with db.engine.begin() as conn:
+        db.prepare_round(conn)
         rows = db.read_waiting_jobs(conn, [queue], config.nodes_label)
         report.skipped = dict(rows.errors)
         if not rows.jobs:
             _log_empty_queue(db, conn, queue, report)
             return report
-        resources = _known_states(db.read_resources(conn, config.resource_order_terms))
+        resources = _known_states(db.read_resources(conn, config.resource_order_terms,
+                                                     properties=config.hierarchy_labels))
         platform = Platform(resources, config.hierarchy_labels, config.suspendable_types)
         report.platform = platform
         accounting = []
