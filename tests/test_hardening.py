@@ -5,12 +5,16 @@ PostgreSQL, where the fault happened) and fails on the code before the fix.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from tests.oarcase import NOW, add_many_jobs, make_case, node_resources
+from oarsched.oar.submit import add_job, add_running_job
+from tests.oarcase import NOW, add_many_jobs, make_case
+from tests.test_bad_input import FIRST_PLACE, LAST_PLACE, BadJobCase
 
 
 # ------------------------------------------------------------------ 2. many waiting jobs
@@ -26,3 +30,158 @@ def test_more_waiting_jobs_than_postgresql_parameters(tmp_path: Path, pg_url: st
     gantt = case.gantt()
     assert sorted(gantt) == list(range(1, 17))
     assert {start for start, _ in gantt.values()} == {NOW, NOW + 60}
+
+
+# ------------------------------------------------------------------ 4. values of the wrong type
+def _update(sql: str):
+    """A bad job: a good one whose row is then changed by ``sql`` (``:j`` its id, ``:m`` its moldable)."""
+    def bad(conn: Connection) -> int:
+        jid = add_job(conn, request="resource_id=1", walltime=10, dependencies=[])
+        mid = conn.execute(text("SELECT moldable_id FROM moldable_job_descriptions WHERE moldable_job_id = :j"),
+                           {"j": jid}).scalar()
+        conn.execute(text(sql), {"j": jid, "m": mid})
+        return jid
+    return bad
+
+
+GROUP_OF = "(SELECT res_group_id FROM job_resource_groups WHERE res_group_moldable_id = :m)"
+
+# (column named in the message, SQL changing the bad job); SQLite keeps whatever it is given
+BAD_JOB_VALUES_SQLITE = [
+    ("jobs.submission_time", "UPDATE jobs SET submission_time = 'yesterday' WHERE job_id = :j"),
+    ("jobs.submission_time", "UPDATE jobs SET submission_time = 1.5 WHERE job_id = :j"),
+    ("jobs.submission_time", "UPDATE jobs SET submission_time = 9223372036854775807 WHERE job_id = :j"),
+    ("jobs.job_user", "UPDATE jobs SET job_user = x'00ff' WHERE job_id = :j"),
+    ("moldable_job_descriptions.moldable_walltime",
+     "UPDATE moldable_job_descriptions SET moldable_walltime = 'long' WHERE moldable_id = :m"),
+    ("moldable_job_descriptions.moldable_walltime",
+     "UPDATE moldable_job_descriptions SET moldable_walltime = 1e300 WHERE moldable_id = :m"),
+    ("job_resource_descriptions.res_job_value",
+     f"UPDATE job_resource_descriptions SET res_job_value = 'two' WHERE res_job_group_id = {GROUP_OF}"),
+    ("job_resource_descriptions.res_job_value",
+     f"UPDATE job_resource_descriptions SET res_job_value = 99999999999999 WHERE res_job_group_id = {GROUP_OF}"),
+    ("job_resource_descriptions.res_job_resource_type",
+     f"UPDATE job_resource_descriptions SET res_job_resource_type = x'07' WHERE res_job_group_id = {GROUP_OF}"),
+    ("job_resource_groups.res_group_property",
+     "UPDATE job_resource_groups SET res_group_property = x'ff' WHERE res_group_moldable_id = :m"),
+    ("job_dependencies.job_id_required", "INSERT INTO job_dependencies (job_id, job_id_required) VALUES (:j, 'one')"),
+    ("job_types.type", "INSERT INTO job_types (job_id, type) VALUES (:j, x'ff')"),
+]
+
+BAD_JOB_VALUES_PG = [  # PostgreSQL checks types: what is left are values out of range
+    ("jobs.submission_time", "UPDATE jobs SET submission_time = -5 WHERE job_id = :j"),
+    ("jobs.submission_time", "UPDATE jobs SET submission_time = -2147483648 WHERE job_id = :j"),
+]
+
+
+def _bad_job_case(tmp_path: Path, sql: str, url: str | None) -> BadJobCase:
+    return BadJobCase(tmp_path, _update(sql), url=url)
+
+
+@pytest.mark.parametrize("column, sql", BAD_JOB_VALUES_SQLITE)
+def test_bad_value_in_a_job_row_sqlite(tmp_path: Path, column: str, sql: str):
+    _bad_job_case(tmp_path, sql, None).run_and_check(column)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("column, sql", BAD_JOB_VALUES_PG)
+def test_bad_value_in_a_job_row_postgresql(tmp_path: Path, pg_url: str, column: str, sql: str):
+    _bad_job_case(tmp_path, sql, pg_url).run_and_check(column)
+
+
+# A running job on node-2 (resources 5-8) until NOW + 990 whose gantt row or walltime is then broken,
+# and a waiting job asking for a whole node: it must not be given node-2 before the running job ends.
+BAD_GANTT_VALUES = {
+    "sqlite": [
+        ("gantt_jobs_predictions.start_time", "UPDATE gantt_jobs_predictions SET start_time = 'soon'"),
+        ("gantt_jobs_predictions.start_time", "UPDATE gantt_jobs_predictions SET start_time = 1e300"),
+        ("moldable_job_descriptions.moldable_walltime",
+         "UPDATE moldable_job_descriptions SET moldable_walltime = 'long' WHERE moldable_job_id = :j"),
+        ("moldable_job_descriptions.moldable_walltime",
+         "UPDATE moldable_job_descriptions SET moldable_walltime = 9223372036854775807 WHERE moldable_job_id = :j"),
+    ],
+    "postgresql": [
+        ("gantt_jobs_predictions.start_time", "UPDATE gantt_jobs_predictions SET start_time = -2147483648"),
+        ("moldable_job_descriptions.moldable_walltime",
+         "UPDATE moldable_job_descriptions SET moldable_walltime = -5 WHERE moldable_job_id = :j"),
+    ],
+}
+
+
+def _gantt_case(tmp_path: Path, sql: str, url: str | None):
+    ids = {}
+
+    def setup(conn: Connection) -> None:
+        ids["running"] = add_running_job(conn, start_time=NOW - 10, resource_ids=[5, 6, 7, 8],
+                                         request="network_address=1", walltime=1000)
+        conn.execute(text(sql), {"j": ids["running"]})
+        ids["first"] = add_job(conn, request="network_address=1", walltime=100)
+        ids["second"] = add_job(conn, request="network_address=1", walltime=100)
+    return make_case(tmp_path, setup, url=url), ids
+
+
+def _check_gantt_case(case, ids, column: str) -> None:
+    out = case.run()
+    assert out.code == 0, out.stderr
+    assert re.search(rf"job {ids['running']}\b.*{re.escape(column)}", out.stderr), out.stderr
+    gantt = {}  # the waiting jobs' rows (the running job's are broken)
+    with case.engine().connect() as conn:
+        for jid in (ids["first"], ids["second"]):
+            rows = conn.execute(text(
+                "SELECT p.start_time, r.resource_id FROM gantt_jobs_predictions p JOIN gantt_jobs_resources r "
+                "ON r.moldable_job_id = p.moldable_job_id WHERE p.moldable_job_id = :m ORDER BY r.resource_id"),
+                {"m": jid}).all()  # one moldable per job, ids in step with the job ids
+            if rows:
+                gantt[jid] = (rows[0][0], [r[1] for r in rows])
+    assert gantt[ids["first"]] == (NOW, [1, 2, 3, 4])
+    second = gantt.get(ids["second"])  # after the first, or after the running job: never on node-2 before it ends
+    assert second is None or second[0] >= NOW + 100 and (second[1] == [1, 2, 3, 4] or second[0] >= NOW + 990)
+
+
+@pytest.mark.parametrize("column, sql", BAD_GANTT_VALUES["sqlite"])
+def test_bad_value_in_a_running_job_sqlite(tmp_path: Path, column: str, sql: str):
+    _check_gantt_case(*_gantt_case(tmp_path, sql, None), column)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("column, sql", BAD_GANTT_VALUES["postgresql"])
+def test_bad_value_in_a_running_job_postgresql(tmp_path: Path, pg_url: str, column: str, sql: str):
+    _check_gantt_case(*_gantt_case(tmp_path, sql, pg_url), column)
+
+
+BAD_RESOURCE_VALUES = {
+    "sqlite": [
+        ("resources.available_upto", "UPDATE resources SET available_upto = 'never' WHERE resource_id = 2"),
+        ("resources.available_upto", "UPDATE resources SET available_upto = 1e300 WHERE resource_id = 2"),
+        ("resources.resource_id", "UPDATE resources SET resource_id = -2 WHERE resource_id = 2"),
+        ("resources.type", "UPDATE resources SET type = x'00' WHERE resource_id = 2"),
+    ],
+    "postgresql": [
+        ("resources.resource_id", "UPDATE resources SET resource_id = -2 WHERE resource_id = 2"),
+    ],
+}
+
+
+def _check_resource_case(tmp_path: Path, sql: str, url: str | None, column: str) -> None:
+    def setup(conn: Connection) -> None:
+        add_job(conn, request="resource_id=2", walltime=100)
+        add_job(conn, request="network_address=1", walltime=200)
+    case = make_case(tmp_path, setup, url=url)
+    case.execute(sql)
+    out = case.run()
+    assert out.code == 0, out.stderr
+    assert re.search(rf"resource .*{re.escape(column)}.*resource skipped", out.stderr), out.stderr
+    gantt = case.gantt()
+    assert gantt[1] == (NOW, [1, 3])  # resource 2 is not there
+    assert 2 not in gantt[2][1] and len(gantt[2][1]) == 4
+
+
+@pytest.mark.parametrize("column, sql", BAD_RESOURCE_VALUES["sqlite"])
+def test_bad_value_in_a_resource_row_sqlite(tmp_path: Path, column: str, sql: str):
+    _check_resource_case(tmp_path, sql, None, column)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("column, sql", BAD_RESOURCE_VALUES["postgresql"])
+def test_bad_value_in_a_resource_row_postgresql(tmp_path: Path, pg_url: str, column: str, sql: str):
+    _check_resource_case(tmp_path, sql, pg_url, column)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from oarsched.engine.scheduler import ScheduledJob, ScheduleResult
 from oarsched.errors import DatabaseError, JobError
 from oarsched.model.job import Dependency, Job, Moldable, ResourceGroup, parse_job_types
-from oarsched.model.platform import Resource
+from oarsched.model.platform import MAX_TIME, Resource
 
 log = logging.getLogger("oarsched.db")
 
@@ -103,15 +103,18 @@ class OarDatabase:
             rows = conn.execute(select(*(t.c[c] for c in columns)).order_by(*order)).all()
             for row in rows:
                 rid, rtype, state, upto = row[:4]
-                if rid is None:
-                    raise DatabaseError("a resources row has a NULL resource_id")
-                resources.append(Resource(
-                    id=int(rid),
-                    state=state,  # NULL: an unknown state, not schedulable (see kamelot's screening)
-                    type=rtype if rtype is not None else "default",
-                    available_upto=int(upto) if upto is not None else 2**31 - 1,
-                    properties=dict(zip(props, row[4:])),
-                ))
+                try:
+                    rid = checked_int(rid, "resources.resource_id", 1, INT32_MAX)
+                    resources.append(Resource(
+                        id=rid,
+                        state=state,  # NULL or not text: an unknown state, not schedulable (kamelot's screening)
+                        type=checked_text(rtype, "resources.type", "default"),
+                        available_upto=checked_int(upto, "resources.available_upto", INT32_MIN, INT32_MAX,
+                                                   null=INT32_MAX),
+                        properties=dict(zip(props, row[4:])),
+                    ))
+                except BadValue as exc:
+                    log.error("resource %r: %s; resource skipped", rid, exc)
         return resources
 
     def resource_ids_matching(self, conn: Connection, expr) -> list[int]:
@@ -139,25 +142,34 @@ class OarDatabase:
         # the related rows are selected by the same condition, as a subquery: one
         # parameter per job id would exceed PostgreSQL's 65,535 for a long queue
         ids = select(jobs_t.c.job_id).where(*waiting)
+        bad: dict[int, str] = {}  # job id -> the first bad value found in its rows
         with gc_paused():
-            return self._make_jobs(rows, self._read_moldables(conn, ids), self._read_types(conn, ids),
-                                   self._read_dependencies(conn, ids))
+            return self._make_jobs(rows, self._read_moldables(conn, ids, bad), self._read_types(conn, ids, bad),
+                                   self._read_dependencies(conn, ids, bad), bad)
 
     def _make_jobs(self, rows, moldables: dict[int, list[Moldable]], types: dict[int, dict[str, str]],
-                   deps: dict[int, list[Dependency]]) -> JobRows:
+                   deps: dict[int, list[Dependency]], bad: dict[int, str]) -> JobRows:
         out = JobRows()
-        for r in rows:
-            jid = int(r.job_id)
+        for jid, user, project, name, queue, properties, submitted, job_type in rows:
             try:
+                if jid in bad:
+                    raise JobError(jid, bad[jid])
                 mlds = moldables.get(jid)
                 if not mlds:
                     raise JobError(jid, "no current moldable description (moldable_job_descriptions/job_resource_groups)")
                 job = Job(
-                    id=jid, moldables=mlds, user=r.job_user or "", project=r.project or "",
-                    name=r.job_name or "", queue=r.queue_name, types=types.get(jid, {}),
-                    properties=r.properties or "", dependencies=deps.get(jid, []),
-                    submission_time=int(r.submission_time or 0), job_type=r.job_type or "PASSIVE",
+                    id=jid, moldables=mlds, user=checked_text(user, "jobs.job_user"),
+                    project=checked_text(project, "jobs.project"), name=checked_text(name, "jobs.job_name"),
+                    queue=queue, types=types.get(jid, {}),
+                    properties=checked_text(properties, "jobs.properties"), dependencies=deps.get(jid, []),
+                    submission_time=checked_int(submitted, "jobs.submission_time", 0, INT32_MAX, null=0),
+                    job_type=checked_text(job_type, "jobs.job_type", "PASSIVE"),
                 )
+            except BadValue as exc:
+                exc = JobError(jid, str(exc))
+                log.error("%s; job skipped", exc)
+                out.errors[jid] = exc.message
+                continue
             except JobError as exc:
                 log.error("%s; job skipped", exc)
                 out.errors[jid] = exc.message
@@ -166,7 +178,7 @@ class OarDatabase:
             out.message_info[jid] = (job.job_type, job.queue, job.name)
         return out
 
-    def _read_moldables(self, conn: Connection, ids: Select) -> dict[int, list[Moldable]]:
+    def _read_moldables(self, conn: Connection, ids: Select, bad: dict[int, str]) -> dict[int, list[Moldable]]:
         m = self.tables["moldable_job_descriptions"]
         g = self.tables["job_resource_groups"]
         d = self.tables["job_resource_descriptions"]
@@ -181,29 +193,40 @@ class OarDatabase:
         )
         by_job: dict[int, dict[int, Moldable]] = defaultdict(dict)
         groups: dict[int, ResourceGroup] = {}
-        for row in conn.execute(stmt):
-            jid, mid = int(row.moldable_job_id), int(row.moldable_id)
-            mld = by_job[jid].get(mid)
-            if mld is None:
-                walltime = row.moldable_walltime
-                mld = by_job[jid][mid] = Moldable(id=mid, walltime=int(walltime) if walltime is not None else None, groups=[])
-            grp = groups.get(row.res_group_id)
-            if grp is None:
-                grp = groups[row.res_group_id] = ResourceGroup(levels=[], property=row.res_group_property or "")
-                mld.groups.append(grp)
-            value = row.res_job_value
-            grp.levels.append((row.res_job_resource_type, int(value) if value is not None else 0))
+        for jid, mid, walltime, gid, prop, level, value in conn.execute(stmt).all():
+            if jid in bad:
+                continue
+            try:
+                mld = by_job[jid].get(mid)
+                if mld is None:
+                    # NULL is kept for validate_job to name; 64-bit range: beyond 2**31 the job "never fits"
+                    walltime = checked_int(walltime, "moldable_job_descriptions.moldable_walltime",
+                                           INT64_MIN, INT64_MAX, null=None)
+                    mld = by_job[jid][mid] = Moldable(id=mid, walltime=walltime, groups=[])
+                grp = groups.get(gid)
+                if grp is None:
+                    grp = groups[gid] = ResourceGroup(
+                        levels=[], property=checked_text(prop, "job_resource_groups.res_group_property"))
+                    mld.groups.append(grp)
+                grp.levels.append((checked_text(level, "job_resource_descriptions.res_job_resource_type", None),
+                                   checked_int(value, "job_resource_descriptions.res_job_value",
+                                               INT32_MIN, INT32_MAX, null=0)))
+            except BadValue as exc:
+                bad[jid] = str(exc)
         return {jid: list(mlds.values()) for jid, mlds in by_job.items()}  # rows come by moldable id
 
-    def _read_types(self, conn: Connection, ids: Select) -> dict[int, dict[str, str]]:
+    def _read_types(self, conn: Connection, ids: Select, bad: dict[int, str]) -> dict[int, dict[str, str]]:
         t = self.tables["job_types"]
         stmt = select(t.c.job_id, t.c.type).where(t.c.job_id.in_(ids)).order_by(t.c.job_type_id)
         raw: dict[int, list[str]] = defaultdict(list)
-        for row in conn.execute(stmt):
-            raw[int(row.job_id)].append(row.type or "")
+        for jid, value in conn.execute(stmt).all():
+            try:
+                raw[jid].append(checked_text(value, "job_types.type"))
+            except BadValue as exc:
+                bad.setdefault(jid, str(exc))
         return {jid: parse_job_types(values) for jid, values in raw.items()}
 
-    def _read_dependencies(self, conn: Connection, ids: Select) -> dict[int, list[Dependency]]:
+    def _read_dependencies(self, conn: Connection, ids: Select, bad: dict[int, str]) -> dict[int, list[Dependency]]:
         dep = self.tables["job_dependencies"]
         jobs_t = self.tables["jobs"]
         stmt = (
@@ -213,9 +236,14 @@ class OarDatabase:
             .order_by(dep.c.job_id, dep.c.job_id_required)
         )
         out: dict[int, list[Dependency]] = defaultdict(list)
-        for row in conn.execute(stmt):
-            state = row.state if row.state is not None else "Unknown"
-            out[int(row.job_id)].append(Dependency(int(row.job_id_required), state, row.exit_code))
+        for jid, required, state, exit_code in conn.execute(stmt).all():
+            try:
+                out[jid].append(Dependency(
+                    checked_int(required, "job_dependencies.job_id_required", 1, INT32_MAX),
+                    checked_text(state, "jobs.state", "Unknown"),
+                    checked_int(exit_code, "jobs.exit_code", INT32_MIN, INT32_MAX, null=None)))
+            except BadValue as exc:
+                bad.setdefault(jid, str(exc))
         return out
 
     # -- jobs already in the gantt ---------------------------------------------------------
@@ -239,21 +267,28 @@ class OarDatabase:
         jobs: dict[int, ScheduledJob] = {}
         suspended_ids = []
         for row in conn.execute(stmt):
-            jid = int(row.job_id)
+            jid = row.job_id
             sj = jobs.get(jid)
             if sj is None:
+                start = _gantt_start(row, now)
                 sj = jobs[jid] = ScheduledJob(
-                    id=jid, start_time=_gantt_start(row, now), walltime=int(row.moldable_walltime or 0),
-                    resources=[], moldable_id=int(row.moldable_job_id), user=row.job_user or "",
-                    project=row.project or "", queue=row.queue_name or "", name=row.job_name or "",
-                    state=row.state or "",
+                    id=jid, start_time=start, walltime=_gantt_walltime(row, start), resources=[],
+                    moldable_id=row.moldable_job_id, user=_text_or(row.job_user, ""),
+                    project=_text_or(row.project, ""), queue=_text_or(row.queue_name, ""),
+                    name=_text_or(row.job_name, ""), state=_text_or(row.state, ""),
                 )
                 if row.suspended == "YES":
                     suspended_ids.append(jid)
-            sj.resources.append(int(row.resource_id))
+            if type(row.resource_id) is int:  # anything else names no resource (like an unknown id)
+                sj.resources.append(row.resource_id)
         if not jobs:
             return []
-        types = self._read_types(conn, select(m.c.moldable_job_id).join(gp, gp.c.moldable_job_id == m.c.moldable_id))
+        bad: dict[int, str] = {}
+        types = self._read_types(conn, select(m.c.moldable_job_id).join(gp, gp.c.moldable_job_id == m.c.moldable_id),
+                                 bad)
+        for jid, why in bad.items():
+            if jid in jobs:
+                log.warning("job %s (in the gantt): %s; that type is ignored", jid, why)
         for jid, sj in jobs.items():
             sj.types = types.get(jid, {})
         for jid in suspended_ids:
@@ -268,7 +303,12 @@ class OarDatabase:
         ).all()
         total = 0
         for start, stop in rows:
-            start, stop = int(start or 0), int(stop or 0)
+            try:
+                start = checked_int(start, "job_state_logs.date_start", 0, INT32_MAX, null=0)
+                stop = checked_int(stop, "job_state_logs.date_stop", 0, INT32_MAX, null=0)
+            except BadValue as exc:
+                log.warning("job %s: %s; that suspension is not counted", job_id, exc)
+                continue
             spent = (now - start) if stop == 0 else (stop - start)
             if spent > 0:
                 total += spent
@@ -368,14 +408,73 @@ def gc_paused() -> Iterator[None]:
 
 
 def _gantt_start(row, now: int) -> int:
-    """A placed job's gantt start; a NULL one (OAR3 never writes it) keeps the job's resources busy
-    from its recorded start, or from now, rather than freeing them."""
-    if row.start_time is not None:
-        return int(row.start_time)
-    start = int(row.job_start) if row.job_start else now
-    log.warning("job %s: NULL start_time in gantt_jobs_predictions; its resources are kept busy from %s",
-                row.job_id, start)
+    """A placed job's gantt start; a NULL or unusable one (OAR3 never writes it) keeps the job's
+    resources busy from its recorded start, or from now, rather than freeing them."""
+    try:
+        return checked_int(row.start_time, "gantt_jobs_predictions.start_time", 0, INT32_MAX)
+    except BadValue as exc:
+        why = exc
+    job_start = row.job_start
+    start = job_start if type(job_start) is int and 0 < job_start <= INT32_MAX else now
+    log.warning("job %s: %s; its resources are kept busy from %s", row.job_id, why, start)
     return start
+
+
+def _gantt_walltime(row, start: int) -> int:
+    """A placed job's walltime; a NULL or unusable one keeps its resources busy to the end of time
+    (freeing them could double-book them)."""
+    try:
+        return checked_int(row.moldable_walltime, "moldable_job_descriptions.moldable_walltime", 1, INT32_MAX)
+    except BadValue as exc:
+        walltime = MAX_TIME - 1 - start
+        log.warning("job %s (in the gantt): %s; its resources are kept busy to the end of time", row.job_id, exc)
+        return walltime
+
+
+def _text_or(value, default: str) -> str:
+    return value if type(value) is str else default
+
+
+# ------------------------------------------------------------------------- values at the edge
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_REQUIRED = object()
+
+
+class BadValue(ValueError):
+    """A value read from the database that the scheduler cannot use: names its column."""
+
+    def __init__(self, column: str, value, why: str) -> None:
+        shown = repr(value)
+        super().__init__(f"{column} = {shown if len(shown) <= 40 else shown[:37] + '...'}: {why}")
+
+
+def checked_int(value, column: str, lo: int, hi: int, *, null=_REQUIRED):
+    """``value`` if it is an integer in ``[lo, hi]``; NULL gives ``null`` when given.
+
+    SQLite stores whatever it is given (text, reals, blobs, 64-bit integers)
+    in an INTEGER column; ``int()`` on those fails deep inside the round.
+    """
+    if value is None:
+        if null is _REQUIRED:
+            raise BadValue(column, value, "NULL")
+        return null
+    if type(value) is not int:
+        raise BadValue(column, value, "not an integer")
+    if not lo <= value <= hi:
+        raise BadValue(column, value, f"out of range [{lo}, {hi}]")
+    return value
+
+
+def checked_text(value, column: str, null: str | None = ""):
+    """``value`` if it is text; NULL gives ``null`` (None: NULL is refused)."""
+    if value is None:
+        if null is None:
+            raise BadValue(column, value, "NULL")
+        return null
+    if type(value) is not str:
+        raise BadValue(column, value, "not text")
+    return value
 
 
 def job_message(*, nb_resources: int | None, queue: str, walltime: int | None = None,
