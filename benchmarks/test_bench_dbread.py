@@ -57,8 +57,7 @@ def pg_case(tmp_path_factory, pg_server):
 
 
 def _read(db: OarDatabase) -> int:
-    with db.engine.begin() as conn:
-        db.prepare_round(conn)
+    with db.round_transaction() as conn:
         return len(db.read_resources(conn, ORDER, properties=LABELS))
 
 

@@ -428,7 +428,8 @@ class StatementLog:
         self.statements.append(statement)
 
     def writes(self) -> list[str]:
-        return [s for s in self.statements if not re.match(r"\s*(SELECT|PRAGMA|WITH)\b", s, re.I)]
+        # reads and transaction control (the round lock: BEGIN IMMEDIATE, SET LOCAL ...) write no table
+        return [s for s in self.statements if not re.match(r"\s*(SELECT|PRAGMA|WITH|BEGIN|COMMIT|ROLLBACK|SET)\b", s, re.I)]
 
     def written_tables(self) -> set[str]:
         """Tables the statements changed (``temp.x`` for temporary ones); raises on any other statement kind."""

@@ -5,14 +5,21 @@ PostgreSQL, where the fault happened) and fails on the code before the fix.
 """
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from oarsched.oar.submit import add_job, add_running_job
+from oarsched.oar.db import ROUND_LOCK_KEY
+from oarsched.oar.submit import add_job, add_queue, add_running_job
 from tests.oarcase import NOW, add_many_jobs, make_case
 from tests.test_bad_input import FIRST_PLACE, LAST_PLACE, BadJobCase
 
@@ -185,3 +192,118 @@ def test_bad_value_in_a_resource_row_sqlite(tmp_path: Path, column: str, sql: st
 @pytest.mark.parametrize("column, sql", BAD_RESOURCE_VALUES["postgresql"])
 def test_bad_value_in_a_resource_row_postgresql(tmp_path: Path, pg_url: str, column: str, sql: str):
     _check_resource_case(tmp_path, sql, pg_url, column)
+
+
+# ------------------------------------------------------------------ 3. rounds serialised per database
+HOLD = 6.0
+"""Seconds the test holds a lock while the rounds start (long enough for two interpreters to reach it)."""
+
+
+def _two_queue_case(tmp_path: Path, url: str | None, timeout: str = "60"):
+    def setup(conn: Connection) -> None:
+        add_queue(conn, "other", 1)
+        for queue in ("default", "other"):
+            for _ in range(3):
+                add_job(conn, request="network_address=1", walltime=100, queue=queue)
+    return make_case(tmp_path, setup, url=url, conf={"SCHEDULER_TIMEOUT": timeout})
+
+
+def _spawn(case, queue: str) -> subprocess.Popen:
+    env = dict(os.environ, OARCONFFILE=str(case.conf))
+    return subprocess.Popen([sys.executable, "-m", "oarsched.oar.kamelot", queue, str(NOW), "x"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=case.dir)
+
+
+@contextmanager
+def _holding(case, how: str) -> Iterator[Connection]:
+    """A connection holding a lock until the block ends: ``"write"`` the SQLite write lock, ``"round"`` the
+    round lock (PostgreSQL's advisory lock, SQLite's write lock), ``"gantt-share"`` / ``"gantt-exclusive"``
+    a PostgreSQL table lock on gantt_jobs_predictions."""
+    eng = case.engine()
+    try:
+        with eng.connect() as conn:
+            if eng.dialect.name == "sqlite":
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif how == "round":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ROUND_LOCK_KEY})
+            else:
+                mode = "SHARE" if how == "gantt-share" else "ACCESS EXCLUSIVE"
+                conn.exec_driver_sql(f"LOCK TABLE gantt_jobs_predictions IN {mode} MODE")
+            yield conn
+            conn.exec_driver_sql("ROLLBACK") if eng.dialect.name == "sqlite" else conn.rollback()
+    finally:
+        eng.dispose()
+
+
+def _overlaps(case) -> list[tuple]:
+    """(resource, job, job) for every two jobs on a resource at overlapping times."""
+    eng = case.engine()
+    try:
+        with eng.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT r.resource_id, p.moldable_job_id, p.start_time, m.moldable_walltime "
+                "FROM gantt_jobs_predictions p JOIN gantt_jobs_resources r ON r.moldable_job_id = p.moldable_job_id "
+                "JOIN moldable_job_descriptions m ON m.moldable_id = p.moldable_job_id")).all()
+    finally:
+        eng.dispose()
+    return [(a[0], a[1], b[1]) for a in rows for b in rows
+            if a[0] == b[0] and a[1] < b[1] and a[2] < b[2] + b[3] and b[2] < a[2] + a[3]]
+
+
+def _concurrent_rounds(tmp_path: Path, url: str | None) -> None:
+    """Two queues scheduled at the same moment: the rounds read while the test holds back their writes."""
+    case = _two_queue_case(tmp_path, url)
+    how = "write" if url is None else "gantt-share"  # reads go through, writes wait
+    with _holding(case, how):
+        procs = [_spawn(case, q) for q in ("default", "other")]
+        time.sleep(HOLD)
+    outs = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert len(case.gantt()) == 6, outs
+    assert _overlaps(case) == [], outs
+
+
+def test_concurrent_rounds_do_not_double_book_sqlite(tmp_path: Path):
+    _concurrent_rounds(tmp_path, None)
+
+
+@pytest.mark.postgres
+def test_concurrent_rounds_do_not_double_book_postgresql(tmp_path: Path, pg_url: str):
+    _concurrent_rounds(tmp_path, pg_url)
+
+
+def _round_lock_held(tmp_path: Path, url: str | None) -> None:
+    """The round lock held past SCHEDULER_TIMEOUT: the round gives up within it, exit 0, one line, nothing written."""
+    case = _two_queue_case(tmp_path, url, timeout="2")
+    with _holding(case, "round"):
+        proc = _spawn(case, "default")
+        _, err = proc.communicate(timeout=60)  # the lock is still held: the round ended by itself
+    assert proc.returncode == 0, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("oarsched-kamelot:")]
+    assert len(lines) == 1 and "another scheduling round is running" in lines[0], err
+    assert "Traceback" not in err
+    assert case.gantt() == {}
+
+
+def test_round_lock_held_too_long_sqlite(tmp_path: Path):
+    _round_lock_held(tmp_path, None)
+
+
+@pytest.mark.postgres
+def test_round_lock_held_too_long_postgresql(tmp_path: Path, pg_url: str):
+    _round_lock_held(tmp_path, pg_url)
+
+
+# ------------------------------------------------------------------ 5. lock and statement timeouts
+@pytest.mark.postgres
+def test_gantt_table_locked_past_the_timeout_postgresql(tmp_path: Path, pg_url: str):
+    """A table lock on gantt_jobs_predictions never released: the round ends within SCHEDULER_TIMEOUT."""
+    case = _two_queue_case(tmp_path, pg_url, timeout="2")
+    with _holding(case, "gantt-exclusive"):
+        proc = _spawn(case, "default")
+        _, err = proc.communicate(timeout=60)  # the lock is still held: the round ended by itself
+    assert proc.returncode == 1, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("oarsched-kamelot:")]
+    assert len(lines) == 1 and re.search(r"(lock|statement) timeout", lines[0]), err
+    assert case.gantt() == {}

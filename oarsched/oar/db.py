@@ -18,8 +18,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import Engine, Select, asc, create_engine, desc, exists, insert, select, text, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from oarsched.engine.scheduler import ScheduledJob, ScheduleResult
 from oarsched.errors import DatabaseError, JobError
@@ -36,6 +36,19 @@ _OFFSETS = "temp.oarsched_offsets"
 _JOB_VALUES = "temp.oarsched_job_values"
 
 
+ROUND_LOCK_KEY = 0x6F61727363686564
+"""PostgreSQL advisory lock of the scheduling rounds ("oarsched" in ASCII)."""
+
+
+class RoundLocked(DatabaseError):
+    """Another scheduling round held the database's round lock for the whole wait."""
+
+    def __init__(self, waited: float | None) -> None:
+        self.waited = waited
+        super().__init__("another scheduling round is running on this database"
+                         + (f" (waited {waited:.3g}s for it)" if waited is not None else ""))
+
+
 @dataclass
 class JobRows:
     """Waiting jobs read from the database, and the ones that could not be read."""
@@ -49,10 +62,15 @@ class JobRows:
 class OarDatabase:
     """An OAR3 database (SQLite or PostgreSQL) seen through SQLAlchemy."""
 
-    def __init__(self, url_or_engine: str | Engine) -> None:
+    def __init__(self, url_or_engine: str | Engine, *, budget: float | None = None) -> None:
+        """``budget``: seconds any lock wait or statement may take, from the schema's reflection on
+        (PostgreSQL's ``lock_timeout`` / ``statement_timeout``, SQLite's busy timeout); None: no limit."""
         from oarsched.oar.schema import reflect_tables
 
-        self.engine = create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        if isinstance(url_or_engine, str):
+            self.engine = create_engine(url_or_engine, connect_args=_timeout_args(url_or_engine, budget))
+        else:
+            self.engine = url_or_engine
         try:
             with self.engine.connect() as conn:
                 self.tables = reflect_tables(conn)
@@ -62,17 +80,71 @@ class OarDatabase:
         self.dialect = self.engine.dialect.name
 
     # -- the round's transaction ----------------------------------------------------------
-    def prepare_round(self, conn: Connection) -> None:
-        """Settings of the round's transaction, before its first read.
+    @contextmanager
+    def round_transaction(self, budget: float | None = None) -> Iterator[Connection]:
+        """The transaction of one scheduling round, holding the database's round lock from its start.
 
-        PostgreSQL: no nested-loop joins.  The round's reads are bulk reads of
-        whole queues; without fresh statistics (a burst of submissions before
-        autovacuum's analyze) the planner's default selectivities choose nested
-        loops over bitmap scans that make them quadratic (70,000 waiting jobs:
-        260 s instead of 0.4 s).  ``SET LOCAL`` ends with the transaction.
+        One round at a time per database, whatever the queue: two rounds that
+        read the same free resources would both place jobs on them.
+        PostgreSQL: a transaction-level advisory lock taken before the first
+        read.  SQLite: ``BEGIN IMMEDIATE`` (the write lock) before the first
+        read, so that the reads are inside the write transaction.  A round
+        waits for the lock at most ``budget`` seconds (None: forever), then
+        raises :class:`RoundLocked`.  On PostgreSQL ``budget`` also bounds
+        every lock wait (``lock_timeout``) and every statement
+        (``statement_timeout``): a table lock held by someone else cannot
+        hang the round.  The transaction commits when the block ends, and
+        rolls back on an exception.
         """
-        if self.dialect == "postgresql":
-            conn.execute(text("SET LOCAL enable_nestloop = off"))
+        if self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                # the driver's own transaction handling would begin lazily, at the first write
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                ms = 0 if budget is None else max(1, int(budget * 1000))
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {ms if budget is not None else 2**31 - 1}")
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                except OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+                    raise RoundLocked(budget) from None
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.connection.driver_connection.in_transaction:
+                        conn.exec_driver_sql("ROLLBACK")
+                    raise
+                conn.exec_driver_sql("COMMIT")
+            return
+        with self.engine.begin() as conn:
+            self.prepare_round(conn, budget)
+            try:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ROUND_LOCK_KEY})
+            except OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) not in ("55P03", "57014"):  # lock_not_available, query_canceled
+                    raise
+                raise RoundLocked(budget) from None
+            yield conn
+
+    def prepare_round(self, conn: Connection, budget: float | None = None) -> None:
+        """Settings of the round's transaction, before its first read (PostgreSQL; ``SET LOCAL``
+        ends with the transaction).
+
+        ``lock_timeout`` and ``statement_timeout``: ``budget`` seconds (None: no limit).
+
+        No nested-loop joins: the round's reads are bulk reads of whole queues;
+        without fresh statistics (a burst of submissions before autovacuum's
+        analyze) the planner's default selectivities choose nested loops over
+        bitmap scans that make them quadratic (70,000 waiting jobs: 260 s
+        instead of 0.4 s).
+        """
+        if self.dialect != "postgresql":
+            return
+        conn.execute(text("SET LOCAL enable_nestloop = off"))
+        if budget is not None:
+            ms = max(1, int(budget * 1000))
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
 
     # -- resources ---------------------------------------------------------------------
     def read_resources(self, conn: Connection, order_terms: Sequence[tuple[str, str, str | None]],
@@ -439,6 +511,18 @@ class OarDatabase:
         ))
         conn.execute(text(f"DELETE FROM {_RANGES}"))
         return nrows
+
+
+def _timeout_args(url: str, budget: float | None) -> dict:
+    if budget is None:
+        return {}
+    backend = make_url(url).get_backend_name()
+    if backend == "postgresql":
+        ms = max(1, int(budget * 1000))
+        return {"options": f"-c lock_timeout={ms} -c statement_timeout={ms}"}
+    if backend == "sqlite":
+        return {"timeout": budget}
+    return {}
 
 
 @contextmanager

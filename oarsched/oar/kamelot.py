@@ -54,7 +54,7 @@ from oarsched.errors import ConfigError, OarschedError, PropertyError, UsageErro
 from oarsched.model.job import Job
 from oarsched.model.platform import MAX_TIME, RESOURCE_STATES, Platform, Resource
 from oarsched.oar.config import OarConfig, setup_logging
-from oarsched.oar.db import OarDatabase, job_message
+from oarsched.oar.db import OarDatabase, RoundLocked, job_message
 
 log = logging.getLogger("oarsched.kamelot")
 
@@ -94,10 +94,12 @@ class Deadline:
     """
 
     def __init__(self, at: float, clock: Callable[[], float] = time.monotonic,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, end: float | None = None) -> None:
         self.at = at
         self.clock = clock
         self.timeout = timeout
+        self.end = end if end is not None else at
+        """When the whole round's budget (``SCHEDULER_TIMEOUT``) runs out."""
 
     @classmethod
     def from_config(cls, config: OarConfig, started: float,
@@ -106,10 +108,14 @@ class Deadline:
         timeout = config.get_float("SCHEDULER_TIMEOUT")
         if not timeout > 0:  # also NaN
             return None
-        return cls(started + PLACEMENT_SHARE * timeout, clock, timeout)
+        return cls(started + PLACEMENT_SHARE * timeout, clock, timeout, end=started + timeout)
 
     def expired(self) -> bool:
         return self.clock() >= self.at
+
+    def remaining(self) -> float:
+        """Seconds left of the round's whole budget (at least a millisecond: a wait of 0 means forever)."""
+        return max(0.001, self.end - self.clock())
 
     def describe(self) -> str:
         if self.timeout is None:
@@ -126,8 +132,7 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
     """
     report = RoundReport(queue=queue, now=now)
     t0 = time.perf_counter()
-    with db.engine.begin() as conn:
-        db.prepare_round(conn)
+    with db.round_transaction(deadline.remaining() if deadline is not None else None) as conn:
         rows = db.read_waiting_jobs(conn, [queue], config.nodes_label)
         report.skipped = dict(rows.errors)
         if not rows.jobs:
@@ -313,8 +318,14 @@ def main(argv: list[str] | None = None) -> int:
         logging_ready = True
         config.validate()
         deadline = Deadline.from_config(config, started)
-        db = OarDatabase(config.sqlalchemy_url())
+        db = OarDatabase(config.sqlalchemy_url(), budget=deadline.remaining() if deadline is not None else None)
         schedule_queue(db, config, args.queue, args.now, deadline=deadline)
+    except RoundLocked as exc:  # not a broken setup: exit 1 would make OAR3 disable the queue
+        line = f"{exc}: no decision this round, the queue's jobs keep waiting"
+        if logging_ready:
+            log.warning("%s", line)
+        print(f"{PROG}: {line}", file=sys.stderr)
+        return 0
     except OarschedError as exc:
         return _fail(f"error: {exc}", logging_ready)
     except SQLAlchemyError as exc:  # connection lost, lock timeout...: the round's transaction is not committed
