@@ -186,6 +186,7 @@ def test_sqlite_in_a_missing_directory(case: Case, tmp_path: Path):
 
 def test_empty_sqlite_file_is_not_an_oar_database(case: Case, tmp_path: Path):
     path = tmp_path / "empty.sqlite"
+    path.touch()
     case.write_conf({"DB_BASE_FILE": str(path)})
     assert_broken_setup(case.run(), "not an OAR3 database", "missing table(s)", "jobs", "resources")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import re
+import resource
+import signal
 import subprocess
 import sys
 import time
@@ -15,9 +17,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.engine import Connection
 
+from oarsched.errors import PropertyError
 from oarsched.oar.db import ROUND_LOCK_KEY
 from oarsched.oar.submit import add_job, add_queue, add_running_job
 from tests.oarcase import NOW, add_many_jobs, make_case
@@ -307,3 +311,102 @@ def test_gantt_table_locked_past_the_timeout_postgresql(tmp_path: Path, pg_url: 
     lines = [ln for ln in err.splitlines() if ln.startswith("oarsched-kamelot:")]
     assert len(lines) == 1 and re.search(r"(lock|statement) timeout", lines[0]), err
     assert case.gantt() == {}
+
+
+# ------------------------------------------------------------------ 7. the smaller ones
+@pytest.fixture
+def case(tmp_path: Path):
+    def setup(conn: Connection) -> None:
+        add_job(conn, request="resource_id=2", walltime=100)
+        add_job(conn, request="network_address=1", walltime=200)
+    return make_case(tmp_path, setup)
+
+
+def _one_error_line(err: str, *fragments: str) -> None:
+    assert "Traceback" not in err and "Logging error" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("oarsched-kamelot:")]
+    assert len(lines) == 1, err
+    for frag in fragments:
+        assert frag in lines[0], (frag, lines[0])
+
+
+@pytest.mark.postgres
+def test_sigint_is_one_line_postgresql(tmp_path: Path, pg_url: str):
+    """SIGINT while the round waits for the round lock: one line, no traceback, nothing written.
+
+    (On SQLite the wait is SQLite's busy handler, which Python's signal handling cannot cut short.)"""
+    case = _two_queue_case(tmp_path, pg_url, timeout="600")
+    with _holding(case, "round"):
+        proc = _spawn(case, "default")
+        time.sleep(HOLD)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    _one_error_line(err, "interrupted")
+    assert case.gantt() == {}
+
+
+def test_log_disk_full(case):
+    """LOG_FILE on a full disk (/dev/full): the round is written, no logging traceback on stderr."""
+    case.write_conf({"LOG_FILE": "/dev/full", "LOG_LEVEL": "3"})
+    out = case.run_process()
+    assert out.code == 0, out.stderr
+    assert "Traceback" not in out.stderr and "Logging error" not in out.stderr, out.stderr
+    assert sorted(case.gantt()) == [1, 2]
+
+
+@pytest.mark.postgres
+def test_connection_lost_is_not_a_bad_property(tmp_path: Path, pg_server: str, pg_url: str):
+    """The connection lost while a job's property is evaluated: a database error, not the job's fault."""
+    from oarsched.model.properties import parse_property
+    from oarsched.oar.db import OarDatabase
+    from oarsched.oar.kamelot import _guarded_select
+
+    case = make_case(tmp_path, url=pg_url)
+    db = OarDatabase(case.url)
+    admin = create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    try:
+        with db.round_transaction() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+            with admin.connect() as a:
+                a.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            with pytest.raises(SQLAlchemyError) as caught:
+                _guarded_select(db, conn)(parse_property("core > 2"))
+            assert not isinstance(caught.value, PropertyError)
+    except SQLAlchemyError:
+        pass  # the rollback of a dead connection
+    finally:
+        admin.dispose()
+
+
+def test_missing_sqlite_file_is_not_created(case, tmp_path: Path):
+    path = tmp_path / "nowhere.sqlite"
+    case.write_conf({"DB_BASE_FILE": str(path)})
+    out = case.run()
+    assert out.code == 1
+    _one_error_line(out.stderr, str(path), "no such file")
+    assert not path.exists()
+
+
+def test_mixed_case_resource_order_column_sqlite(tmp_path: Path):
+    """A site column ``Rank`` ordered as ``Rank DESC``: SQLite's names ignore case, the order holds."""
+    def setup(conn: Connection) -> None:
+        conn.execute(text('ALTER TABLE resources ADD COLUMN "Rank" INTEGER'))
+        conn.execute(text('UPDATE resources SET "Rank" = resource_id'))
+        add_job(conn, request="resource_id=2", walltime=100)
+    case = make_case(tmp_path, setup, conf={"SCHEDULER_RESOURCE_ORDER": "Rank DESC"})
+    out = case.run()
+    assert out.code == 0, out.stderr
+    assert case.gantt() == {1: (NOW, [7, 8])}
+
+
+def test_endless_config_file(case):
+    """OARCONFFILE=/dev/zero: one line, not a read until memory runs out (capped at 2 GB here)."""
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    env = dict(os.environ, OARCONFFILE="/dev/zero")
+    proc = subprocess.run([sys.executable, "-m", "oarsched.oar.kamelot", "default", str(NOW), "x"], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=case.dir, preexec_fn=limit_memory)
+    assert proc.returncode == 1
+    _one_error_line(proc.stderr, "/dev/zero", "not an oar.conf")

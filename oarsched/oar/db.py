@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ class OarDatabase:
         from oarsched.oar.schema import reflect_tables
 
         if isinstance(url_or_engine, str):
+            _sqlite_file_exists(url_or_engine)
             self.engine = create_engine(url_or_engine, connect_args=_timeout_args(url_or_engine, budget))
         else:
             self.engine = url_or_engine
@@ -160,6 +162,8 @@ class OarDatabase:
         t = self.tables["resources"]
         order = []
         for column, direction, nulls in order_terms:
+            if column not in t.c and self.dialect == "sqlite":  # SQLite's names ignore case
+                column = next((c for c in t.c.keys() if c.lower() == column.lower()), column)
             if column not in t.c:
                 raise DatabaseError(f"SCHEDULER_RESOURCE_ORDER names column {column!r} that resources has not")
             expr = desc(t.c[column]) if direction.upper() == "DESC" else asc(t.c[column])
@@ -511,6 +515,16 @@ class OarDatabase:
         ))
         conn.execute(text(f"DELETE FROM {_RANGES}"))
         return nrows
+
+
+def _sqlite_file_exists(url: str) -> None:
+    """Opening a missing SQLite file would create an empty one there (and then fail on its schema)."""
+    u = make_url(url)
+    path = u.database
+    if u.get_backend_name() != "sqlite" or not path or path == ":memory:" or u.query.get("uri"):
+        return
+    if not os.path.exists(path):
+        raise DatabaseError(f"cannot open the OAR database ({path}): no such file (DB_BASE_FILE)")
 
 
 def _timeout_args(url: str, budget: float | None) -> dict:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, ProgrammingError, SQLAlchemyError
 
 from oarsched.engine.constraints import GroupConstraints
 from oarsched.engine.result import ScheduleResult
@@ -200,7 +200,9 @@ def _guarded_select(db: OarDatabase, conn) -> Callable[[object], list[int]]:
                 return db.resource_ids_matching(conn, expr)
             with conn.begin_nested():
                 return db.resource_ids_matching(conn, expr)
-        except SQLAlchemyError as exc:
+        except (ProgrammingError, DataError) as exc:  # the expression's fault; a lost connection is not
+            if exc.connection_invalidated:
+                raise
             raise PropertyError(f"the database refused {expr}: {one_line(_first_line(exc))}") from None
 
     return select_ids
@@ -331,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     except SQLAlchemyError as exc:  # connection lost, lock timeout...: the round's transaction is not committed
         return _fail(f"error: database error during the round: {exc.__class__.__name__}: {_first_line(exc)}",
                      logging_ready)
+    except KeyboardInterrupt:  # SIGINT: the round's transaction is rolled back
+        return _fail("interrupted (SIGINT): nothing written", logging_ready)
     except Exception as exc:  # keep the message short for the meta-scheduler's log; details at debug
         if logging_ready:
             log.debug("unexpected failure", exc_info=True)
