@@ -47,14 +47,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from oarsched.engine.constraints import GroupConstraints
+from oarsched.engine.quotas import QuotaState
 from oarsched.engine.result import ScheduleResult
 from oarsched.engine.round import RoundOptions, RoundOutcome, run_round
 from oarsched.engine.search import SchedulerOptions
 from oarsched.errors import ConfigError, OarschedError, PropertyError, UsageError
 from oarsched.model.job import Job
-from oarsched.model.platform import MAX_TIME, RESOURCE_STATES, Platform, Resource
+from oarsched.model.platform import MAX_TIME, Platform
 from oarsched.oar.config import OarConfig, setup_logging
 from oarsched.oar.db import OarDatabase, job_message
+from oarsched.oar.readers import read_platform
 
 log = logging.getLogger("oarsched.kamelot")
 
@@ -62,9 +64,6 @@ PROG = "oarsched-kamelot"
 
 PLACEMENT_SHARE = 0.5
 """Share of ``SCHEDULER_TIMEOUT`` the placement loop may use; the rest is left for writing."""
-
-NOT_SCHEDULABLE_STATE = "Suspected"
-"""What a resource of unknown state counts as: neither schedulable nor Dead (OAR3's treatment)."""
 
 
 @dataclass
@@ -132,12 +131,11 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         if not rows.jobs:
             _log_empty_queue(db, conn, queue, report)
             return report
-        resources = _known_states(db.read_resources(conn, config.resource_order_terms))
-        platform = Platform(resources, config.hierarchy_labels, config.suspendable_types)
+        platform = read_platform(db, conn, config)
         report.platform = platform
         scheduled = db.read_scheduled_jobs(conn, now)
         options = RoundOptions(
-            now=now, queues=[queue], ordering=config,
+            now=now, queues=[queue], ordering=config.sorting_settings(),
             accounting=lambda start, stop: db.read_accounting(conn, [queue], start, stop),
             max_jobs=config.max_jobs_per_round,
             scheduler=SchedulerOptions(
@@ -210,21 +208,6 @@ def _log_empty_queue(db: OarDatabase, conn, queue: str, report: RoundReport) -> 
              f" ({len(report.skipped)} unreadable)" if report.skipped else "")
 
 
-def _known_states(resources: list[Resource]) -> list[Resource]:
-    """Resources whose state OAR does not know are logged and counted as neither schedulable nor Dead.
-
-    OAR3 only schedules on Alive and Absent resources and counts as dead only
-    the Dead ones; :class:`Platform` refuses other states, which would stop the
-    whole queue for one bad row.
-    """
-    for r in resources:
-        if r.state not in RESOURCE_STATES:
-            log.warning("resource %s: unknown state %r, not schedulable (treated as %s)",
-                        r.id, r.state, NOT_SCHEDULABLE_STATE)
-            r.state = NOT_SCHEDULABLE_STATE
-    return resources
-
-
 def _not_considered(outcome: RoundOutcome, deadline: Deadline | None) -> list[int]:
     """Jobs the deadline stopped the loop before: logged, and told why in the result."""
     missed = outcome.not_considered
@@ -249,15 +232,14 @@ def _log_round(report: RoundReport) -> None:
              report.timings["read"], report.timings["schedule"], report.timings["write"])
 
 
-def _quota_state(config: OarConfig, platform: Platform):
-    if not config.quotas_enabled:
+def _quota_state(config: OarConfig, platform: Platform) -> QuotaState | None:
+    settings = config.quotas_settings()
+    if settings is None:
         return None
-    from oarsched.engine.quotas import QuotaState
-
     try:
-        return QuotaState.from_config(config, platform)
+        return QuotaState.from_settings(settings, platform)
     except UnicodeDecodeError as exc:  # the rules reader catches OSError and bad JSON, not bad bytes
-        raise ConfigError(f"quotas rules file {config.quotas_conf_file}: not UTF-8 text ({exc.reason} "
+        raise ConfigError(f"quotas rules file {settings.conf_file}: not UTF-8 text ({exc.reason} "
                           f"at byte {exc.start})") from None
 
 
