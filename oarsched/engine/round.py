@@ -226,6 +226,20 @@ class RoundOutcome:
     never_fit: list[int] = field(default_factory=list)
     """Jobs that found no place and would find none on an empty platform."""
 
+    def considered_starts(self) -> dict[int, int]:
+        """Job id -> start for every job the round considered, -1 for those it could not place
+        (screened out included); the jobs past the cap or not reached are absent.
+
+        This is what OAR3's kamelot leaves in ``jobs.start_time`` (trap T22).
+        """
+        missed = set(self.not_considered)
+        out = {jid: -1 for jid in self.skipped}
+        for job in self.jobs:
+            if job.id not in missed:
+                a = self.result.assignments.get(job.id)
+                out[job.id] = -1 if a is None else a.start_time
+        return out
+
 
 def run_round(platform: Platform, jobs: Sequence[Job], scheduled: Iterable[ScheduledJob], options: RoundOptions,
               should_stop: Callable[[], bool] | None = None, search: Search | None = None) -> RoundOutcome:

@@ -168,7 +168,8 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         report.karma = placed_karma
         if write:
             log.info("queue %s: writing %d decisions", queue, len(result.assignments))
-            report.resource_rows = db.write_decisions(conn, result, messages, placed_karma)
+            report.resource_rows = db.write_decisions(conn, result, messages, placed_karma,
+                                                      outcome.considered_starts())
     report.timings = {"read": t2 - t0, "schedule": t3 - t2, "write": time.perf_counter() - t3}  # write includes the commit
     _log_round(report)
     return report
