@@ -140,6 +140,17 @@ class QuotaState:
             return found
         return self._find_with_calendar(ss, start_sid, walltime, request, ext, admitted)
 
+    def admits_window(self, ss: SlotSet, sl: int, sr: int, walltime: int, job, res: np.ndarray,
+                      default_set: np.ndarray) -> bool:
+        """Whether the quotas admit ``job`` on the fixed window ``sl..sr`` with ``res`` (advance reservations).
+
+        OAR3 checks a new reservation's quotas whatever its ``no_quotas`` type.
+        """
+        from oarsched.engine.scheduler import _QuotaView
+
+        check = _JobCheck(self.config, _QuotaView.of(job), walltime, self._job_rules)
+        return check.admits(ss, sl, sr, bitset.count(res & default_set))
+
     def _find_with_calendar(self, ss: SlotSet, start_sid: int, walltime: int, request: Request, ext, admitted):
         cal = self.calendar
         left = start_sid or ss.first_id

@@ -218,13 +218,31 @@ class Scheduler:
     # -- the round ----------------------------------------------------------------------
     def schedule(self, jobs: Sequence[Job], now: int, scheduled: Iterable[ScheduledJob] = ()) -> ScheduleResult:
         """Place ``jobs`` (in this order) after the jobs already ``scheduled``, from ``now`` on."""
+        slot_sets = self.new_slot_sets(now, scheduled)
+        return self.place(jobs, slot_sets)
+
+    def new_slot_sets(self, now: int, scheduled: Iterable[ScheduledJob] = ()) -> dict[str, SlotSet]:
+        """The slot sets of a round from ``now``: free resources minus ``available_upto`` and ``scheduled``.
+
+        Besteffort jobs among ``scheduled`` occupy resources only when
+        ``options.besteffort_round`` (see :meth:`occupy_scheduled` to add them later).
+        """
         quotas = self.options.quotas
         if quotas is not None:
             quotas.now = now
-        result = ScheduleResult()
         slot_sets = {"default": new_slot_set(self.nbits, now, self.schedulable.copy(), quotas=quotas)}
         self._block_available_upto(slot_sets["default"], quotas)
         self._insert_scheduled(slot_sets, list(scheduled), now, quotas)
+        return slot_sets
+
+    def occupy_scheduled(self, slot_sets: dict[str, SlotSet], scheduled: Iterable[ScheduledJob], now: int) -> None:
+        """Add jobs already in the gantt to existing slot sets (all of them, besteffort ones included)."""
+        self._insert_scheduled(slot_sets, list(scheduled), now, self.options.quotas, keep_besteffort=True)
+
+    def place(self, jobs: Sequence[Job], slot_sets: dict[str, SlotSet]) -> ScheduleResult:
+        """Place ``jobs`` (in this order) into ``slot_sets``, which keep the placements (shared by rounds)."""
+        quotas = self.options.quotas
+        result = ScheduleResult()
         placed: dict[int, tuple[int, int]] = {}  # job id -> (start, W), for dependencies
         round_ids = {j.id for j in jobs}
         for job in jobs:
@@ -261,12 +279,13 @@ class Scheduler:
             leaving.append((t, res, bitset.count(res & self.default_set)))
         return leaving
 
-    def _insert_scheduled(self, slot_sets: dict[str, SlotSet], scheduled: list[ScheduledJob], now: int, quotas) -> None:
+    def _insert_scheduled(self, slot_sets: dict[str, SlotSet], scheduled: list[ScheduledJob], now: int, quotas,
+                          keep_besteffort: bool = False) -> None:
         sec = self.options.job_security_time
         per_set: dict[str, list[Occupation]] = {"default": []}
         for job in sorted(scheduled, key=lambda j: (j.start_time, j.id)):
             is_be = "besteffort" in job.types
-            if is_be and not self.options.besteffort_round:
+            if is_be and not (self.options.besteffort_round or keep_besteffort):
                 continue
             res = bitset.from_indices(self.platform.roids(job.resources), self.nbits)
             if job.state == "Suspended":

@@ -1,0 +1,331 @@
+"""The meta-scheduler's reads and writes on OAR3's database (next to :mod:`oarsched.oar.db`).
+
+Every method runs inside the caller's transaction (one per round): nothing is
+committed here.  Dates are the round's ``now``.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from oarsched.engine.meta import BesteffortJob, Candidate, GanttJob
+from oarsched.oar.db import OarDatabase
+
+log = logging.getLogger("oarsched.kao")
+
+CURRENT_STATES = ("Running", "toLaunch", "Launching", "Finishing", "Suspended", "Resuming")
+"""Jobs that hold resources: re-inserted in the gantt at the start of every round."""
+
+MOVABLE_STATES = ("toLaunch", "toError", "toAckReservation", "Launching", "Running", "Finishing",
+                  "Waiting", "Hold", "Suspended", "Resuming")
+"""States ``set_job_state`` changes (never Terminated or Error)."""
+
+NOT_WAITING_STATES = ("Hold", "toLaunch", "toError", "toAckReservation", "Launching", "Running",
+                      "Suspended", "Resuming", "Finishing")
+
+EVENT_DESCRIPTION_MAX = 255
+
+
+@dataclass
+class JobInfo:
+    """The columns of ``jobs`` the round's later phases read."""
+
+    id: int
+    state: str
+    job_type: str
+    reservation: str
+    info_type: str | None
+    message: str
+    start_time: int
+    stop_time: int
+    assigned_moldable_job: int
+    suspended: str
+    user: str
+    name: str
+    queue: str
+    checkpoint: int
+
+
+class MetaDb:
+    """One round's view of the database: ``conn`` (inside the round's transaction) and its clock."""
+
+    def __init__(self, db: OarDatabase, conn: Connection, now: int, frag_user: str | None) -> None:
+        self.db = db
+        self.t = db.tables
+        self.conn = conn
+        self.now = now
+        self.frag_user = frag_user
+        self.state_changes: list[tuple[int, str]] = []
+
+    # -- gantt initialisation -------------------------------------------------------------------
+    def kept_reservation_moldables(self) -> list[int]:
+        """Moldables of accepted reservations still waiting, with gantt rows: they keep them."""
+        j, gp, gr, m = self.t["jobs"], self.t["gantt_jobs_predictions"], self.t["gantt_jobs_resources"], \
+            self.t["moldable_job_descriptions"]
+        stmt = (
+            select(gp.c.moldable_job_id).distinct()
+            .join(m, m.c.moldable_id == gp.c.moldable_job_id)
+            .join(j, j.c.job_id == m.c.moldable_job_id)
+            .where(j.c.reservation == "Scheduled", j.c.state.in_(["Waiting", "toAckReservation"]),
+                   gp.c.moldable_job_id.in_(select(gr.c.moldable_job_id)))
+        )
+        return sorted(int(r[0]) for r in self.conn.execute(stmt))
+
+    def flush_gantt(self, kept: list[int]) -> None:
+        for name in ("gantt_jobs_predictions", "gantt_jobs_resources"):
+            t = self.t[name]
+            stmt = delete(t)
+            if kept:
+                stmt = stmt.where(t.c.moldable_job_id.not_in(kept))
+            self.conn.execute(stmt)
+
+    def reinsert_current_jobs(self) -> None:
+        """Jobs holding resources get their gantt rows back and a message without ``W=`` (trap T20/M7)."""
+        from oarsched.oar.db import job_message
+
+        j, ar = self.t["jobs"], self.t["assigned_resources"]
+        stmt = (
+            select(j.c.job_id, j.c.assigned_moldable_job, j.c.start_time, j.c.job_type, j.c.queue_name,
+                   j.c.job_name, ar.c.resource_id)
+            .join(ar, ar.c.moldable_job_id == j.c.assigned_moldable_job)
+            .where(j.c.state.in_(CURRENT_STATES))
+            .order_by(j.c.job_id, ar.c.resource_id)
+        )
+        jobs: dict[int, list] = {}
+        for row in self.conn.execute(stmt):
+            entry = jobs.get(row.job_id)
+            if entry is None:
+                entry = jobs[row.job_id] = [row, []]
+            entry[1].append(int(row.resource_id))
+        if not jobs:
+            return
+        preds, res, msgs = [], [], []
+        for jid, (row, rids) in jobs.items():
+            mld = int(row.assigned_moldable_job)
+            preds.append({"moldable_job_id": mld, "start_time": int(row.start_time or 0)})
+            res.extend({"moldable_job_id": mld, "resource_id": r} for r in sorted(set(rids)))
+            msgs.append({"jid": jid, "msg": job_message(nb_resources=len(rids), queue=row.queue_name,
+                                                        job_type=row.job_type or "PASSIVE", name=row.job_name)})
+        self.conn.execute(insert(self.t["gantt_jobs_predictions"]), preds)
+        self.conn.execute(insert(self.t["gantt_jobs_resources"]), res)
+        self.conn.execute(update(j).where(j.c.job_id == bindparam("jid")).values(message=bindparam("msg")), msgs)
+
+    # -- queues -------------------------------------------------------------------------------
+    def queue_groups(self) -> list[list[tuple[str, str]]]:
+        """Queues by decreasing priority, grouped by equal priority: ``[(name, state), ...]`` per group."""
+        q = self.t["queues"]
+        groups: list[list[tuple[str, str]]] = []
+        last = None
+        for row in self.conn.execute(select(q.c.queue_name, q.c.priority, q.c.state).order_by(q.c.priority.desc())):
+            if not groups or row.priority != last:
+                groups.append([])
+                last = row.priority
+            groups[-1].append((row.queue_name, row.state))
+        return groups
+
+    # -- kamelot's writes -----------------------------------------------------------------------
+    def set_start_times(self, starts: dict[int, int]) -> None:
+        """``jobs.start_time`` of every job the scheduler considered (-1 when not placed: trap T22)."""
+        if starts:
+            j = self.t["jobs"]
+            self.conn.execute(update(j).where(j.c.job_id == bindparam("jid")).values(start_time=bindparam("st")),
+                              [{"jid": k, "st": v} for k, v in starts.items()])
+
+    # -- gantt reads ----------------------------------------------------------------------------
+    def gantt_jobs(self, *, states: tuple[str, ...] = ("Waiting",), queue: str | None = None,
+                   reservation: str | None = None, sec: int = 0, with_suspended: bool = False) -> list[GanttJob]:
+        """Jobs in ``states`` with gantt rows, by job id; ``walltime`` = stored walltime + ``sec``."""
+        j, gp, gr, m = self.t["jobs"], self.t["gantt_jobs_predictions"], self.t["gantt_jobs_resources"], \
+            self.t["moldable_job_descriptions"]
+        stmt = (
+            select(j.c.job_id, j.c.reservation, gp.c.moldable_job_id, gp.c.start_time, m.c.moldable_walltime,
+                   gr.c.resource_id)
+            .join(m, m.c.moldable_id == gp.c.moldable_job_id)
+            .join(j, j.c.job_id == m.c.moldable_job_id)
+            .join(gr, gr.c.moldable_job_id == gp.c.moldable_job_id)
+            .where(j.c.state.in_(states))
+            .order_by(j.c.job_id, gr.c.resource_id)
+        )
+        if queue is not None:
+            stmt = stmt.where(j.c.queue_name == queue)
+        if reservation is not None:
+            stmt = stmt.where(j.c.reservation == reservation, m.c.moldable_index == "CURRENT")
+        out: dict[int, GanttJob] = {}
+        for row in self.conn.execute(stmt):
+            g = out.get(row.job_id)
+            if g is None:
+                g = out[row.job_id] = GanttJob(
+                    id=int(row.job_id), moldable_id=int(row.moldable_job_id), start_time=int(row.start_time or 0),
+                    walltime=int(row.moldable_walltime or 0) + sec, reservation=row.reservation or "None")
+            g.resources.append(int(row.resource_id))
+        return list(out.values())
+
+    def resource_states(self) -> dict[int, str]:
+        r = self.t["resources"]
+        return {int(row.resource_id): row.state for row in self.conn.execute(select(r.c.resource_id, r.c.state))}
+
+    def job_infos(self, ids) -> dict[int, JobInfo]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        j = self.t["jobs"]
+        rows = self.conn.execute(select(j).where(j.c.job_id.in_(ids))).all()
+        return {int(r.job_id): _info(r) for r in rows}
+
+    def jobs_in_states(self, states: tuple[str, ...]) -> dict[str, list[JobInfo]]:
+        j = self.t["jobs"]
+        out: dict[str, list[JobInfo]] = defaultdict(list)
+        for r in self.conn.execute(select(j).where(j.c.state.in_(states)).order_by(j.c.job_id)):
+            out[r.state].append(_info(r))
+        return out
+
+    def types_of(self, ids) -> dict[int, dict[str, str]]:
+        return self.db._read_types(self.conn, list(ids))
+
+    def candidates(self, gantt: list[GanttJob]) -> list[Candidate]:
+        infos = self.job_infos(g.id for g in gantt)
+        types = self.types_of(infos)
+        return [Candidate(id=g.id, resources=g.resources, user=infos[g.id].user, name=infos[g.id].name,
+                          types=types.get(g.id, {})) for g in gantt]
+
+    def besteffort_jobs(self, scheduled) -> list[BesteffortJob]:
+        be = [s for s in scheduled if "besteffort" in s.types]
+        infos = self.job_infos(s.id for s in be)
+        return [BesteffortJob(id=s.id, resources=list(s.resources), user=s.user, name=s.name, types=s.types,
+                              checkpoint=infos[s.id].checkpoint if s.id in infos else 0) for s in be]
+
+    # -- writes ---------------------------------------------------------------------------------
+    def set_message(self, job_id: int, message: str) -> None:
+        j = self.t["jobs"]
+        self.conn.execute(update(j).where(j.c.job_id == job_id).values(message=message))
+
+    def update_job(self, job_id: int, **values) -> None:
+        j = self.t["jobs"]
+        self.conn.execute(update(j).where(j.c.job_id == job_id).values(**values))
+
+    def add_event(self, kind: str, job_id: int, description: str) -> None:
+        """An ``event_logs`` row (``to_check`` is always YES, as OAR3 writes it: trap M27)."""
+        self.conn.execute(insert(self.t["event_logs"]).values(
+            type=kind, job_id=job_id, date=self.now, description=description[:EVENT_DESCRIPTION_MAX], to_check="YES"))
+
+    def first_event_date(self, kind: str, job_id: int) -> int | None:
+        e = self.t["event_logs"]
+        value = self.conn.execute(select(func.min(e.c.date)).where(e.c.type == kind, e.c.job_id == job_id)).scalar()
+        return None if value is None else int(value)
+
+    def frag_job(self, job_id: int) -> bool:
+        """Ask Leon to kill the job (a ``frag_jobs`` row and its event); False when not allowed or already asked."""
+        j, f = self.t["jobs"], self.t["frag_jobs"]
+        owner = self.conn.execute(select(j.c.job_user).where(j.c.job_id == job_id)).scalar()
+        user = self.frag_user
+        if owner is None and not self.conn.execute(select(j.c.job_id).where(j.c.job_id == job_id)).first():
+            log.warning("job %s: cannot frag a job that does not exist", job_id)
+            return False
+        if user not in ("oar", "root", owner):
+            log.warning("job %s: user %r may not frag it", job_id, user)
+            return False
+        if self.conn.execute(select(f.c.frag_id_job).where(f.c.frag_id_job == job_id)).first():
+            return False
+        self.conn.execute(insert(f).values(frag_id_job=job_id, frag_date=self.now))
+        self.add_event("FRAG_JOB_REQUEST", job_id, f"User {user} requested to frag the job {job_id}")
+        return True
+
+    def set_job_state(self, job_id: int, state: str, *, log_row: bool = True) -> bool:
+        """OAR3's ``set_job_state``: state, closing the previous state log, a new log row.
+
+        Returns False (nothing written) when the job is already in ``state`` or
+        in Terminated/Error.  ``log_row=False`` leaves out the new log row
+        (OAR3 loses the last one of a round: trap M1).  The caller handles the
+        Error side effects (:meth:`error_side_effects`).
+        """
+        j, logs = self.t["jobs"], self.t["job_state_logs"]
+        allowed = [s for s in MOVABLE_STATES if s != state]
+        changed = self.conn.execute(
+            update(j).where(j.c.job_id == job_id, j.c.state.in_(allowed)).values(state=state)).rowcount
+        if not changed:
+            log.warning("job %s: already %s or finished; state not changed", job_id, state)
+            return False
+        self.conn.execute(update(logs).where(logs.c.job_id == job_id, logs.c.date_stop == 0).values(date_stop=self.now))
+        if log_row:
+            self.conn.execute(insert(logs).values(job_id=job_id, job_state=state, date_start=self.now, date_stop=0))
+        self.state_changes.append((job_id, state))
+        return True
+
+    def error_side_effects(self, job_id: int) -> None:
+        """A job gone to Error: ``stop_time`` at least ``start_time``, its resources' ``last_job_date``,
+        suspended flags released, and (PostgreSQL, as OAR3's ``log_job``) its rows marked LOG."""
+        j, ar, r = self.t["jobs"], self.t["assigned_resources"], self.t["resources"]
+        row = self.conn.execute(select(j.c.start_time, j.c.stop_time, j.c.assigned_moldable_job, j.c.suspended)
+                                .where(j.c.job_id == job_id)).first()
+        if row is None:
+            return
+        if (row.stop_time or 0) < (row.start_time or 0):
+            self.update_job(job_id, stop_time=row.start_time)
+        rids = select(ar.c.resource_id).where(ar.c.moldable_job_id == row.assigned_moldable_job)
+        if "last_job_date" in r.c:
+            self.conn.execute(update(r).where(r.c.resource_id.in_(rids)).values(last_job_date=self.now))
+        if row.suspended == "YES" and "suspended_jobs" in r.c:
+            self.release_suspended(job_id)
+
+    def release_suspended(self, job_id: int) -> None:
+        """``resources.suspended_jobs='NO'`` on the job's resources no other suspended job uses."""
+        j, ar, r = self.t["jobs"], self.t["assigned_resources"], self.t["resources"]
+        mine = select(ar.c.resource_id).join(j, j.c.assigned_moldable_job == ar.c.moldable_job_id).where(
+            j.c.job_id == job_id)
+        others = select(ar.c.resource_id).join(j, j.c.assigned_moldable_job == ar.c.moldable_job_id).where(
+            j.c.suspended == "YES", j.c.state.in_(["Suspended", "Resuming"]), j.c.job_id != job_id)
+        self.conn.execute(update(r).where(r.c.resource_id.in_(mine), r.c.resource_id.not_in(others))
+                          .values(suspended_jobs="NO"))
+
+    def launch(self, job: GanttJob) -> None:
+        """start_time, assigned moldable, assigned resources, then state toLaunch."""
+        self.update_job(job.id, start_time=self.now, assigned_moldable_job=job.moldable_id)
+        self.conn.execute(insert(self.t["assigned_resources"]),
+                          [{"moldable_job_id": job.moldable_id, "resource_id": rid} for rid in sorted(set(job.resources))])
+        self.set_job_state(job.id, "toLaunch")
+
+    def copy_gantt_to_visu(self) -> None:
+        for name in ("gantt_jobs_predictions", "gantt_jobs_resources"):
+            src, dst = self.t[name], self.t[name + "_visu"]
+            self.conn.execute(delete(dst))
+            cols = [c.name for c in dst.c]
+            self.conn.execute(insert(dst).from_select(cols, select(*[src.c[c] for c in cols])))
+
+    def delete_gantt_resources(self, moldable_id: int, rids: list[int]) -> None:
+        gr = self.t["gantt_jobs_resources"]
+        self.conn.execute(delete(gr).where(gr.c.moldable_job_id == moldable_id, gr.c.resource_id.in_(rids)))
+
+    def set_gantt_start(self, moldable_id: int, start: int) -> None:
+        gp = self.t["gantt_jobs_predictions"]
+        self.conn.execute(update(gp).where(gp.c.moldable_job_id == moldable_id).values(start_time=start))
+
+    def set_walltime(self, moldable_id: int, walltime: int) -> None:
+        m = self.t["moldable_job_descriptions"]
+        self.conn.execute(update(m).where(m.c.moldable_id == moldable_id).values(moldable_walltime=walltime))
+
+    def interactive_waiting(self) -> list[tuple[JobInfo, int]]:
+        """Interactive jobs waiting with a gantt prediction: (job, predicted start)."""
+        j, gp, m = self.t["jobs"], self.t["gantt_jobs_predictions"], self.t["moldable_job_descriptions"]
+        stmt = (
+            select(j, gp.c.start_time.label("predicted"))
+            .join(m, m.c.moldable_job_id == j.c.job_id)
+            .join(gp, gp.c.moldable_job_id == m.c.moldable_id)
+            .where(j.c.state == "Waiting", j.c.job_type == "INTERACTIVE", j.c.reservation == "None")
+            .order_by(j.c.job_id)
+        )
+        return [(_info(r), int(r.predicted or 0)) for r in self.conn.execute(stmt)]
+
+
+def _info(r) -> JobInfo:
+    return JobInfo(
+        id=int(r.job_id), state=r.state, job_type=r.job_type or "PASSIVE", reservation=r.reservation or "None",
+        info_type=r.info_type, message=r.message or "", start_time=int(r.start_time or 0),
+        stop_time=int(r.stop_time or 0), assigned_moldable_job=int(r.assigned_moldable_job or 0),
+        suspended=r.suspended or "NO", user=r.job_user or "", name=r.job_name or "", queue=r.queue_name or "",
+        checkpoint=int(r.checkpoint or 0),
+    )
+
