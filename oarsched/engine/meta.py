@@ -107,53 +107,32 @@ class BesteffortJob:
 
     id: int
     resources: list[int]
-    user: str = ""
-    name: str = ""
-    types: dict[str, str] = field(default_factory=dict)
     checkpoint: int = 0
+    """Seconds of grace after the first checkpoint signal (0: not checkpointable)."""
 
 
-def timesharing_compatible(be: BesteffortJob, user: str, name: str, types: dict[str, str]) -> bool:
-    """OAR3's ``is_timesharing_for_two_jobs`` (trap M20: the second job's spec is only half checked)."""
-    if "timesharing" not in be.types or "timesharing" not in types:
-        return False
-    spec1, spec2 = be.types["timesharing"], types["timesharing"]
-    if spec1 == "*,*" and spec2 == "*,*":
-        return True
-    if be.user == user and be.name == name:
-        return True
-    if spec1 == "user,*" and spec2 == "user,*" and be.user == user:
-        return True
-    if be.name == name and spec1 == "*,name":
-        return True
-    return False
+def besteffort_to_kill(candidates: Iterable[GanttJob], besteffort: Iterable[BesteffortJob]) -> list[BesteffortJob]:
+    """Besteffort jobs holding a resource of a job about to start, in the order OAR3 finds them.
 
-
-@dataclass
-class Candidate:
-    """What the kill decision reads of a job about to start."""
-
-    id: int
-    resources: list[int]
-    user: str = ""
-    name: str = ""
-    types: dict[str, str] = field(default_factory=dict)
-
-
-def besteffort_to_kill(candidates: Iterable[Candidate], besteffort: Iterable[BesteffortJob]) -> list[BesteffortJob]:
-    """Besteffort jobs holding a resource of a job about to start (unless they may share it), in order found."""
+    OAR3 maps each resource to the *last* candidate claiming it and walks the
+    resources in order of first claim.  Its timesharing exemption
+    (``is_timesharing_for_two_jobs``) never applies: the job types it reads
+    have the ``timesharing`` type turned into an attribute, so a besteffort
+    job is killed even when both jobs share (``meta_be_kill_03`` records it).
+    """
     by_rid: dict[int, BesteffortJob] = {}
     for be in besteffort:
         for rid in be.resources:
             by_rid[rid] = be
-    kill: dict[int, BesteffortJob] = {}
+    claims: dict[int, GanttJob] = {}
     for job in candidates:
         for rid in job.resources:
-            be = by_rid.get(rid)
-            if be is None or be.id in kill or be.id == job.id:
-                continue
-            if not timesharing_compatible(be, job.user, job.name, job.types):
-                kill[be.id] = be
+            claims[rid] = job
+    kill: dict[int, BesteffortJob] = {}
+    for rid, job in claims.items():
+        be = by_rid.get(rid)
+        if be is not None and be.id != job.id:
+            kill.setdefault(be.id, be)
     return list(kill.values())
 
 
@@ -191,29 +170,54 @@ def reduce_message_resources(message: str, n: int) -> str:
     return _RES_COUNT.sub(f"R={n}", message)
 
 
+class Oar3ResourceIndex:
+    """OAR3's resource indirection, as its accepted-reservation checks see resources.
+
+    A resource's index (roid) is its position in resource order; only Alive
+    and Absent resources are indexed, every other resource maps to index 0
+    and index 0 maps back to resource 0 unless the first resource is Alive or
+    Absent (trap T8).  Kept for parity where the corpus records its effects.
+    """
+
+    def __init__(self, ordered: Sequence[tuple[int, str]]) -> None:
+        self._roid = {rid: pos for pos, (rid, state) in enumerate(ordered) if state in ("Alive", "Absent")}
+        self._rid = {pos: rid for rid, pos in self._roid.items()}
+        self.available = set(self._roid.values())
+
+    def roids(self, rids: Iterable[int]) -> set[int]:
+        return {self._roid.get(r, 0) for r in rids}
+
+    def rids(self, roids: Iterable[int]) -> list[int]:
+        return sorted(self._rid.get(o, 0) for o in roids)
+
+
 @dataclass
 class ReservationStatus:
-    """What to do with an accepted reservation whose start is near (OAR3's ``handle_waiting_reservation_jobs``)."""
+    """What to do with an accepted reservation near its start (OAR3's ``handle_waiting_reservation_jobs``)."""
 
     action: str
     """``expire``, ``push`` (gantt start to now+1), ``reduce`` (drop missing resources), or ``none``."""
-    missing: list[int] = field(default_factory=list)
+    kept_rids: list[int] = field(default_factory=list)
+    """``reduce``: the only gantt resource rows OAR3 keeps (trap M8: it inverts the deletion)."""
+    nb_resources: int = 0
+    """``reduce``: the resource count written into the message."""
 
 
-def reservation_status(job: GanttJob, now: int, available: set[int], timeout: int) -> ReservationStatus:
-    """Expired, waiting for resources, or started without some of them (missing resources dropped)."""
+def reservation_status(job: GanttJob, now: int, index: Oar3ResourceIndex, timeout: int) -> ReservationStatus:
+    """Expired, waiting for its resources, or started without some of them."""
     if now > job.start_time + job.walltime:
         return ReservationStatus("expire")
-    present = [r for r in job.resources if r in available]
-    if job.start_time < now:
-        if not present:
-            return ReservationStatus("push")
-        missing = [r for r in job.resources if r not in available]
-        if missing:
-            if now < job.start_time + timeout:
-                return ReservationStatus("push", missing)
-            return ReservationStatus("reduce", missing)
-    return ReservationStatus("none")
+    res = index.roids(job.resources)
+    avail = res & index.available
+    if job.start_time >= now:
+        return ReservationStatus("none")
+    if not avail:
+        return ReservationStatus("push")
+    if job.start_time + timeout > now:
+        # OAR3 crashes on this path (M13); it means to wait for the missing resources
+        return ReservationStatus("push" if avail != res else "none")
+    missing = res - avail
+    return ReservationStatus("reduce", kept_rids=index.rids(missing), nb_resources=len(res) - len(missing))
 
 
 def resource_count(bits: np.ndarray) -> int:

@@ -45,6 +45,7 @@ from oarsched.engine.constraints import GroupConstraints
 from oarsched.engine.meta import (
     GanttJob,
     MetaRound,
+    Oar3ResourceIndex,
     besteffort_to_kill,
     checkpoint_first,
     cut_message_walltime,
@@ -180,26 +181,24 @@ class KaoRound:
         ars = mdb.gantt_jobs(queue=queue, reservation="Scheduled", sec=self.sec)
         if not ars:
             return
-        states = mdb.resource_states()
-        available = {rid for rid, st in states.items() if st in ("Alive", "Absent")}
+        index = Oar3ResourceIndex([(r.id, r.state) for r in self.platform.resources])
         timeout = self.config.get_int("RESERVATION_WAITING_RESOURCES_TIMEOUT") \
             if "RESERVATION_WAITING_RESOURCES_TIMEOUT" in self.config else 300
         for ar in sorted(ars, key=lambda g: (g.start_time, g.id)):
-            status = reservation_status(ar, self.now, available, timeout)
+            status = reservation_status(ar, self.now, index, timeout)
             if status.action == "expire":
                 if mdb.set_job_state(ar.id, "Error"):
                     self._error_done(ar.id)
                 mdb.set_message(ar.id, "Reservation expired and couldn't be started.")
             elif status.action == "push":
-                if status.missing:
-                    log.warning("job %s: reservation waits for resources %s (not Alive)", ar.id, status.missing)
+                log.warning("job %s: advance reservation waits for its resources", ar.id)
                 mdb.set_gantt_start(ar.moldable_id, self.now + 1)
             elif status.action == "reduce":
-                mdb.delete_gantt_resources(ar.moldable_id, status.missing)
+                mdb.keep_gantt_resources(ar.moldable_id, status.kept_rids)
                 mdb.add_event("SCHEDULER_REDUCE_NB_RESSOURCES_FOR_RESERVATION", ar.id,
                               f"[MetaSched] Reduce the number of resources for the job {ar.id}")
                 info = mdb.job_infos([ar.id])[ar.id]
-                msg = reduce_message_resources(info.message, len(ar.resources) - len(status.missing))
+                msg = reduce_message_resources(info.message, status.nb_resources)
                 if msg != info.message:
                     mdb.set_message(ar.id, msg)
 
@@ -265,7 +264,7 @@ class KaoRound:
         if not candidates or not besteffort:
             return False
         mdb = self.mdb
-        kills = besteffort_to_kill(mdb.candidates(candidates), besteffort)
+        kills = besteffort_to_kill(candidates, besteffort)
         for be in kills:
             if checkpoint_first(be, mdb.first_event_date("CHECKPOINT", be.id), self.now):
                 mdb.add_event("CHECKPOINT", be.id, f"Send checkpoint signal to the job {be.id}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from oarsched.engine.meta import BesteffortJob, Candidate, GanttJob
+from oarsched.engine.meta import BesteffortJob, GanttJob
 from oarsched.oar.db import OarDatabase
 
 log = logging.getLogger("oarsched.kao")
@@ -186,16 +186,10 @@ class MetaDb:
     def types_of(self, ids) -> dict[int, dict[str, str]]:
         return self.db._read_types(self.conn, list(ids))
 
-    def candidates(self, gantt: list[GanttJob]) -> list[Candidate]:
-        infos = self.job_infos(g.id for g in gantt)
-        types = self.types_of(infos)
-        return [Candidate(id=g.id, resources=g.resources, user=infos[g.id].user, name=infos[g.id].name,
-                          types=types.get(g.id, {})) for g in gantt]
-
     def besteffort_jobs(self, scheduled) -> list[BesteffortJob]:
         be = [s for s in scheduled if "besteffort" in s.types]
         infos = self.job_infos(s.id for s in be)
-        return [BesteffortJob(id=s.id, resources=list(s.resources), user=s.user, name=s.name, types=s.types,
+        return [BesteffortJob(id=s.id, resources=list(s.resources),
                               checkpoint=infos[s.id].checkpoint if s.id in infos else 0) for s in be]
 
     # -- writes ---------------------------------------------------------------------------------
@@ -295,9 +289,10 @@ class MetaDb:
             cols = [c.name for c in dst.c]
             self.conn.execute(insert(dst).from_select(cols, select(*[src.c[c] for c in cols])))
 
-    def delete_gantt_resources(self, moldable_id: int, rids: list[int]) -> None:
+    def keep_gantt_resources(self, moldable_id: int, rids: list[int]) -> None:
+        """Delete the moldable's gantt resource rows except those of ``rids``."""
         gr = self.t["gantt_jobs_resources"]
-        self.conn.execute(delete(gr).where(gr.c.moldable_job_id == moldable_id, gr.c.resource_id.in_(rids)))
+        self.conn.execute(delete(gr).where(gr.c.moldable_job_id == moldable_id, gr.c.resource_id.not_in(rids)))
 
     def set_gantt_start(self, moldable_id: int, start: int) -> None:
         gp = self.t["gantt_jobs_predictions"]
