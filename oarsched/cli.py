@@ -319,6 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_demo)
     _add_simulate_parser(sub)
     _add_gantt_parser(sub)
+    sub.add_parser("kao", help="one meta-scheduler round on $OARCONFFILE's database (as oarsched-kao)",
+                   add_help=False)
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["kao"]:  # the drop-in's own options (--now SEC)
+        from oarsched.oar.kao import main as kao_main
+
+        return kao_main(argv[1:])
     args = parser.parse_args(argv)
     try:
         return args.func(args)
