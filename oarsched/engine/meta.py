@@ -183,6 +183,7 @@ class Oar3ResourceIndex:
         self._roid = {rid: pos for pos, (rid, state) in enumerate(ordered) if state in ("Alive", "Absent")}
         self._rid = {pos: rid for rid, pos in self._roid.items()}
         self.available = set(self._roid.values())
+        self.available_rids = set(self._roid)
 
     def roids(self, rids: Iterable[int]) -> set[int]:
         return {self._roid.get(r, 0) for r in rids}
@@ -214,8 +215,9 @@ def reservation_status(job: GanttJob, now: int, index: Oar3ResourceIndex, timeou
     if not avail:
         return ReservationStatus("push")
     if job.start_time + timeout > now:
-        # OAR3 crashes on this path (M13); it means to wait for the missing resources
-        return ReservationStatus("push" if avail != res else "none")
+        # OAR3 crashes on this path (M13); it means to wait for the missing resources (real states,
+        # not the index that folds every missing resource onto index 0)
+        return ReservationStatus("push" if not index.available_rids.issuperset(job.resources) else "none")
     missing = res - avail
     return ReservationStatus("reduce", kept_rids=index.rids(missing), nb_resources=len(res) - len(missing))
 

@@ -1,0 +1,351 @@
+"""``oarsched-kao``: the meta round's decisions, its failure modes, and the paths where OAR3 crashes.
+
+Notifications go through real sockets on 127.0.0.1 (ZeroMQ PULL listeners
+for Almighty and the bipbip commander, TCP servers for oarsub); the database
+is a real SQLite file or a real PostgreSQL server.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import threading
+import time
+from contextlib import contextmanager, redirect_stderr
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import zmq
+from sqlalchemy import create_engine, event, text
+
+from oarsched.engine.meta import (
+    BesteffortJob,
+    GanttJob,
+    Oar3ResourceIndex,
+    besteffort_to_kill,
+    checkpoint_first,
+    cut_message_walltime,
+    late_walltime,
+    reservation_status,
+)
+from oarsched.oar import kao
+from oarsched.oar.config import OarConfig
+from oarsched.oar.submit import add_job, add_reservation, add_running_job
+from tests.oarcase import NOW, Case, _logging_restored, make_case
+
+# ------------------------------------------------------------------------------- the engine's decisions
+
+
+def test_besteffort_kill_follows_the_last_claimant_of_each_resource():
+    be1 = BesteffortJob(id=1, resources=[1, 2])
+    be2 = BesteffortJob(id=2, resources=[3, 4])
+    be3 = BesteffortJob(id=3, resources=[7])
+    jobs = [GanttJob(id=10, moldable_id=10, start_time=NOW, walltime=60, resources=[3, 1]),
+            GanttJob(id=11, moldable_id=11, start_time=NOW, walltime=60, resources=[5, 6])]
+    kills = besteffort_to_kill(jobs, [be1, be2, be3])
+    assert [b.id for b in kills] == [2, 1]  # in order of first claim (resource 3, then 1)
+    assert besteffort_to_kill(jobs[1:], [be1, be2, be3]) == []
+
+
+def test_checkpointable_besteffort_job_gets_its_grace_period():
+    be = BesteffortJob(id=1, resources=[1], checkpoint=600)
+    assert checkpoint_first(be, None, NOW)  # never asked: ask now
+    assert checkpoint_first(be, NOW - 600, NOW)  # grace period running
+    assert not checkpoint_first(be, NOW - 601, NOW)  # over: kill
+    assert not checkpoint_first(BesteffortJob(id=2, resources=[1]), None, NOW)
+
+
+def test_late_reservation_keeps_its_end():
+    assert late_walltime(1860, NOW - 120, NOW) == 1740
+    assert cut_message_walltime("R=4,W=0:30:00,J=R,Q=default", 1740) == "R=4,W=0:29:0,J=R,Q=default"
+    assert cut_message_walltime("R=4,W=1860,J=P,Q=default", 1740) == "R=4,W=1860,J=P,Q=default"
+
+
+@pytest.mark.parametrize("start,states,action", [
+    (NOW + 10, ["Alive"] * 4, "none"),                      # not yet
+    (NOW - 2000, ["Alive"] * 4, "expire"),                  # W=1000 is over
+    (NOW - 10, ["Dead"] * 4, "push"),                       # nothing there: wait
+    (NOW - 10, ["Alive", "Suspected", "Alive", "Alive"], "push"),   # within the timeout (OAR3 crashes: M13)
+    (NOW - 400, ["Alive", "Suspected", "Alive", "Alive"], "reduce"),  # after it
+    (NOW - 10, ["Alive", "Absent", "Alive", "Alive"], "none"),  # Absent counts as there
+])
+def test_accepted_reservation_status(start, states, action):
+    index = Oar3ResourceIndex(list(zip([1, 2, 3, 4], states)))
+    job = GanttJob(id=1, moldable_id=1, start_time=start, walltime=1000, resources=[1, 2, 3, 4],
+                   reservation="Scheduled")
+    assert reservation_status(job, NOW, index, timeout=300).action == action
+
+
+# ------------------------------------------------------------------------------- real endpoints
+
+class Pull:
+    """A ZeroMQ PULL socket on 127.0.0.1 collecting JSON messages in a thread."""
+
+    def __init__(self, on_message: Callable[[dict], None] | None = None) -> None:
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.PULL)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        self.messages: list[dict] = []
+        self.on_message = on_message
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if self.sock.poll(50):
+                msg = json.loads(self.sock.recv())
+                try:
+                    if self.on_message:
+                        self.on_message(msg)
+                except BaseException as exc:  # reported by the test
+                    self.errors.append(exc)
+                self.messages.append(msg)
+
+    def close(self, wait: float = 0.5) -> None:
+        time.sleep(wait)
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+        self.ctx.term()
+
+
+class TcpServer:
+    """A TCP server on 127.0.0.1 keeping what each connection sent."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.texts: list[str] = []
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while chunk := conn.recv(4096):
+                    data += chunk
+                self.texts.append(data.decode())
+
+    def close(self) -> None:
+        time.sleep(0.2)
+        self.sock.close()
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@contextmanager
+def endpoints(case: Case, *, bipbip: bool = True, almighty: bool = True,
+              on_bipbip: Callable[[dict], None] | None = None) -> Iterator[dict]:
+    """Almighty and bipbip listeners (or ports nobody listens on), written into the case's oar.conf."""
+    got = {"almighty": Pull() if almighty else None, "bipbip": Pull(on_bipbip) if bipbip else None}
+    case.write_conf({"SERVER_HOSTNAME": "127.0.0.1", "BIPBIP_COMMANDER_SERVER": "127.0.0.1",
+                     "APPENDICE_SERVER_PORT": str(got["almighty"].port if almighty else free_port()),
+                     "BIPBIP_COMMANDER_PORT": str(got["bipbip"].port if bipbip else free_port())})
+    out = {"almighty": [], "bipbip": []}
+    try:
+        yield out
+    finally:
+        for name, pull in got.items():
+            if pull is not None:
+                pull.close()
+                out[name] = pull.messages
+                assert not pull.errors, pull.errors
+
+
+def run(case: Case, now: int = NOW, env: dict | None = None) -> tuple[int, str]:
+    """``oarsched-kao --now NOW`` in this process: (exit code, stderr)."""
+    err = io.StringIO()
+    saved = dict(os.environ)
+    os.environ.update({"OARCONFFILE": str(case.conf), "OARDO_USER": "oar", **(env or {})})
+    try:
+        with redirect_stderr(err), _logging_restored():
+            code = kao.main(["--now", str(now)])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return code, err.getvalue()
+
+
+def query(case: Case, sql: str) -> list[tuple]:
+    eng = create_engine(case.url)
+    try:
+        with eng.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        eng.dispose()
+
+
+def dump(case: Case) -> dict[str, list[tuple]]:
+    """Every row of the tables a round writes."""
+    tables = ["jobs", "job_state_logs", "gantt_jobs_predictions", "gantt_jobs_resources",
+              "gantt_jobs_predictions_visu", "gantt_jobs_resources_visu", "assigned_resources",
+              "event_logs", "frag_jobs", "moldable_job_descriptions", "resources"]
+    return {t: sorted(query(case, f"SELECT * FROM {t}"), key=repr) for t in tables}
+
+
+# ------------------------------------------------------------------------------- launching
+
+
+def test_a_job_is_told_to_run_only_once_it_is_toLaunch_in_the_database(tmp_path: Path):
+    case = make_case(tmp_path, lambda c: add_job(c, request="resource_id=2", walltime=600))
+
+    def launched(msg: dict) -> None:
+        assert msg == {"job_id": 1, "cmd": "OARRUN", "args": []}
+        assert query(case, "SELECT state, start_time FROM jobs WHERE job_id = 1") == [("toLaunch", NOW)]
+
+    with endpoints(case, on_bipbip=launched) as got:
+        code, err = run(case)
+    assert code == 0, err
+    assert got["bipbip"] == [{"job_id": 1, "cmd": "OARRUN", "args": []}]
+    assert query(case, "SELECT resource_id FROM assigned_resources") == [(1,), (2,)]
+    assert query(case, "SELECT job_state, date_start FROM job_state_logs") == [("toLaunch", NOW)]
+
+
+def test_bipbip_commander_down_the_round_is_committed_and_the_failure_logged(tmp_path: Path):
+    case = make_case(tmp_path, lambda c: add_job(c, request="resource_id=2", walltime=600))
+    with endpoints(case, bipbip=False):
+        code, err = run(case)
+    assert code == 0, err
+    assert query(case, "SELECT state FROM jobs") == [("toLaunch",)]
+    assert "cannot notify the bipbip commander" in err
+
+
+def test_almighty_port_as_a_number_in_oar_conf(tmp_path: Path):
+    """OAR3 joins the parsed int to a string and crashes (M15); the port is used as written."""
+    case = make_case(tmp_path, lambda c: add_reservation(c, start_time=NOW - 5000, resource_ids=[1],
+                                                         walltime=600))
+    with endpoints(case) as got:
+        code, err = run(case)
+    assert code == 0, err
+    assert isinstance(OarConfig.load(case.conf).get("APPENDICE_SERVER_PORT"), int)  # what OAR3 trips on
+    assert got["almighty"] == [{"cmd": "ChState"}]  # the expired reservation went to Error
+    assert query(case, "SELECT state FROM jobs") == [("Error",)]
+
+
+# ------------------------------------------------------------------------------- OAR3's crash paths
+
+
+def test_to_error_without_info_type(tmp_path: Path):
+    """OAR3 splits a NULL info_type and crashes (M12): the job goes to Error, nobody to tell."""
+    case = make_case(tmp_path, lambda c: add_job(c, walltime=600, state="toError", reservation="Scheduled",
+                                                 message="This advance reservation cannot run"))
+    with endpoints(case) as got:
+        code, err = run(case)
+    assert code == 0, err
+    assert query(case, "SELECT state FROM jobs") == [("Error",)]
+    assert got["almighty"] == [{"cmd": "ChState"}]
+
+
+def test_unreachable_oarsub_of_an_accepted_reservation(tmp_path: Path):
+    """OAR3 crashes (M11); intended: event, frag, exit 2."""
+    port = free_port()
+    case = make_case(tmp_path, lambda c: add_reservation(
+        c, start_time=NOW + 3600, resource_ids=[1], walltime=600,
+        extra={"state": "toAckReservation", "info_type": f"127.0.0.1:{port}"}))
+    with endpoints(case):
+        code, err = run(case)
+    assert code == kao.EXIT_BESTEFFORT_KILL, err
+    assert query(case, "SELECT type, job_id FROM event_logs ORDER BY type") == [
+        ("CANNOT_NOTIFY_OARSUB", 1), ("FRAG_JOB_REQUEST", 1)]
+    assert query(case, "SELECT frag_id_job, frag_date FROM frag_jobs") == [(1, NOW)]
+
+
+def test_accepted_reservation_told_and_acknowledged(tmp_path: Path):
+    server = TcpServer()
+    case = make_case(tmp_path, lambda c: add_reservation(
+        c, start_time=NOW + 3600, resource_ids=[1], walltime=600,
+        extra={"state": "toAckReservation", "info_type": f"127.0.0.1:{server.port}"}))
+    with endpoints(case):
+        code, err = run(case)
+    server.close()
+    assert code == 0, err
+    assert server.texts == ["GOOD RESERVATION\n\n"]
+    assert query(case, "SELECT state FROM jobs") == [("Waiting",)]
+
+
+def test_late_reservation_with_a_resource_not_alive_waits_within_the_timeout(tmp_path: Path):
+    """OAR3 crashes on its log line (M13); intended: push the start to now+1, launch nothing."""
+    def setup(c):
+        add_reservation(c, start_time=NOW - 100, resource_ids=[1, 2], walltime=3600)
+        c.execute(text("UPDATE resources SET state = 'Suspected' WHERE resource_id = 2"))
+    case = make_case(tmp_path, setup, conf={"RESERVATION_WAITING_RESOURCES_TIMEOUT": "300"})
+    with endpoints(case) as got:
+        code, err = run(case)
+    assert code == 0, err
+    assert query(case, "SELECT start_time FROM gantt_jobs_predictions") == [(NOW + 1,)]
+    assert query(case, "SELECT state FROM jobs") == [("Waiting",)]
+    assert got["bipbip"] == []
+
+
+def test_checkpointable_besteffort_job_is_asked_to_checkpoint_before_being_killed(tmp_path: Path):
+    """OAR3 crashes (M10); OAR2's rule: signal first, kill after the grace period."""
+    def setup(c):
+        add_running_job(c, start_time=NOW - 100, resource_ids=[1, 2, 3, 4, 5, 6, 7, 8], walltime=7200,
+                        queue="besteffort", types=["besteffort"], extra={"checkpoint": 600})
+        add_job(c, request="resource_id=8", walltime=600)
+    case = make_case(tmp_path, setup)
+    with endpoints(case) as got:
+        code, err = run(case)
+    assert code == kao.EXIT_BESTEFFORT_KILL, err
+    assert got["almighty"] == [{"cmd": "ChState"}]
+    assert query(case, "SELECT type, job_id, date FROM event_logs") == [("CHECKPOINT", 1, NOW)]
+    assert query(case, "SELECT * FROM frag_jobs") == []
+    assert query(case, "SELECT state FROM jobs ORDER BY job_id") == [("Running",), ("Waiting",)]
+    # the grace period over, the next round kills it
+    with endpoints(case) as got:
+        code, err = run(case, now=NOW + 601)
+    assert code == kao.EXIT_BESTEFFORT_KILL, err
+    assert query(case, "SELECT frag_id_job FROM frag_jobs") == [(1,)]
+    assert sorted(query(case, "SELECT type FROM event_logs")) == [
+        ("BESTEFFORT_KILL",), ("CHECKPOINT",), ("FRAG_JOB_REQUEST",)]
+
+
+# ------------------------------------------------------------------------------- the database lost mid-round
+
+@pytest.mark.postgres
+def test_database_lost_mid_round_writes_nothing_and_tells_nobody(tmp_path: Path, pg_server: str, pg_url: str):
+    """The round's connection terminated while it launches: exit 1, one line, the database as before, no message."""
+    def setup(c):
+        add_running_job(c, start_time=NOW - 100, resource_ids=[1, 2], walltime=7200)
+        for _ in range(3):
+            add_job(c, request="resource_id=2", walltime=600)
+    case = make_case(tmp_path, setup, url=pg_url)
+    before = dump(case)
+    admin = create_engine(pg_server, isolation_level="AUTOCOMMIT")
+
+    def kill_on_launch(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO assigned_resources"):
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with admin.connect() as a:
+                a.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+
+    from sqlalchemy.engine import Engine
+
+    event.listen(Engine, "before_cursor_execute", kill_on_launch)
+    try:
+        with endpoints(case) as got:
+            code, err = run(case)
+    finally:
+        event.remove(Engine, "before_cursor_execute", kill_on_launch)
+        admin.dispose()
+    assert code == 1
+    lines = [ln for ln in err.splitlines() if ln.startswith("oarsched-kao:")]
+    assert len(lines) == 1 and "database error" in lines[0] and "Traceback" not in err, err
+    assert dump(case) == before
+    assert got == {"almighty": [], "bipbip": []}
