@@ -107,6 +107,8 @@ class KaoRound:
         kept = mdb.kept_reservation_moldables()
         mdb.flush_gantt(kept)
         mdb.reinsert_current_jobs()
+        # OAR3 sets every job already in the gantt to its gantt start (flushed by its next commit: M6)
+        self.db._start_times_from_gantt(mdb.conn)
         scheduled = self.db.read_scheduled_jobs(mdb.conn, self.now)
         besteffort = mdb.besteffort_jobs(scheduled)
         self.platform = self._platform()
@@ -170,9 +172,8 @@ class KaoRound:
                 placed_karma[jid] = k
             messages[jid] = job_message(nb_resources=a.nb_resources, walltime=a.walltime, job_type=job_type,
                                         queue=q, name=name, karma=k)
-        self.db.write_decisions(conn, result, messages, placed_karma)
-        self.mdb.set_start_times({j.id: (result.assignments[j.id].start_time if j.id in result.assignments else -1)
-                                  for j in jobs})
+        starts = {j.id: (result.assignments[j.id].start_time if j.id in result.assignments else -1) for j in jobs}
+        self.db.write_decisions(conn, result, messages, placed_karma, starts)
 
     # -- advance reservations --------------------------------------------------------------------
     def _check_accepted_reservations(self, queue: str) -> None:

@@ -9,7 +9,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from oarsched.engine.meta import BesteffortJob, GanttJob
@@ -103,16 +103,16 @@ class MetaDb:
             entry[1].append(int(row.resource_id))
         if not jobs:
             return
-        preds, res, msgs = [], [], []
+        preds, res, msgs = [], [], {}
         for jid, (row, rids) in jobs.items():
             mld = int(row.assigned_moldable_job)
             preds.append({"moldable_job_id": mld, "start_time": int(row.start_time or 0)})
             res.extend({"moldable_job_id": mld, "resource_id": r} for r in sorted(set(rids)))
-            msgs.append({"jid": jid, "msg": job_message(nb_resources=len(rids), queue=row.queue_name,
-                                                        job_type=row.job_type or "PASSIVE", name=row.job_name)})
+            msgs[jid] = job_message(nb_resources=len(rids), queue=row.queue_name, job_type=row.job_type or "PASSIVE",
+                                    name=row.job_name)
         self.conn.execute(insert(self.t["gantt_jobs_predictions"]), preds)
         self.conn.execute(insert(self.t["gantt_jobs_resources"]), res)
-        self.conn.execute(update(j).where(j.c.job_id == bindparam("jid")).values(message=bindparam("msg")), msgs)
+        self.db.update_jobs(self.conn, "message", msgs)
 
     # -- queues -------------------------------------------------------------------------------
     def queue_groups(self) -> list[list[tuple[str, str]]]:
@@ -126,14 +126,6 @@ class MetaDb:
                 last = row.priority
             groups[-1].append((row.queue_name, row.state))
         return groups
-
-    # -- kamelot's writes -----------------------------------------------------------------------
-    def set_start_times(self, starts: dict[int, int]) -> None:
-        """``jobs.start_time`` of every job the scheduler considered (-1 when not placed: trap T22)."""
-        if starts:
-            j = self.t["jobs"]
-            self.conn.execute(update(j).where(j.c.job_id == bindparam("jid")).values(start_time=bindparam("st")),
-                              [{"jid": k, "st": v} for k, v in starts.items()])
 
     # -- gantt reads ----------------------------------------------------------------------------
     def gantt_jobs(self, *, states: tuple[str, ...] = ("Waiting",), queue: str | None = None,
