@@ -12,9 +12,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 import zmq
@@ -102,7 +102,7 @@ class Pull:
                 try:
                     if self.on_message:
                         self.on_message(msg)
-                except BaseException as exc:  # reported by the test
+                except BaseException as exc:  # noqa: BLE001 - reported by the test
                     self.errors.append(exc)
                 self.messages.append(msg)
 

@@ -49,9 +49,9 @@ def metasched_outcome() -> dict[str, str]:
     proc = subprocess.run(
         [sys.executable, str(shared / "metasched" / "check_meta.py"), str(shared / "metasched"),
          f"{kao} {{argv}}", "-v", "-j", "2"],
-        capture_output=True, text=True, timeout=1800,
+        capture_output=True, text=True, timeout=1800, check=False,
     )
-    assert re.search(r"^\d+ passed, \d+ failed$", proc.stdout, re.M), proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert re.search(r"^\d+ passed, \d+ failed$", proc.stdout, re.MULTILINE), proc.stdout[-2000:] + proc.stderr[-2000:]
     return parse_outcome(proc.stdout)
 
 

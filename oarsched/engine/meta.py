@@ -10,13 +10,13 @@ simulator can run the same round in memory.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 
 from oarsched._core import bitset
-from oarsched.engine.scheduler import Scheduler, ScheduledJob, ScheduleResult
+from oarsched.engine.scheduler import ScheduledJob, Scheduler, ScheduleResult
 from oarsched.engine.slots import SlotSet, occupy, share_extension
 from oarsched.model.job import Job, placeholder_of, timesharing_of
 

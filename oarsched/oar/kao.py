@@ -55,12 +55,19 @@ from oarsched.engine.meta import (
     reduce_message_resources,
     reservation_status,
 )
-from oarsched.engine.scheduler import Scheduler, ScheduledJob, SchedulerOptions
+from oarsched.engine.scheduler import ScheduledJob, Scheduler, SchedulerOptions
 from oarsched.errors import OarschedError, UsageError
 from oarsched.model.platform import Platform
 from oarsched.oar.config import OarConfig, setup_logging
 from oarsched.oar.db import OarDatabase, job_message
-from oarsched.oar.kamelot import _guarded_select, _known_states, _quota_state, _screen, one_line, parse_now
+from oarsched.oar.kamelot import (
+    _guarded_select,
+    _known_states,
+    _quota_state,
+    _screen,
+    one_line,
+    parse_now,
+)
 from oarsched.oar.metadb import NOT_WAITING_STATES, JobInfo, MetaDb
 from oarsched.oar.notify import Endpoints, Outbox, TcpMessage, send_all
 
@@ -240,8 +247,9 @@ class KaoRound:
             self.result.accepted.append(job.id)
 
     def _save_reservation(self, job, info: JobInfo, mld_id: int, start: int, w: int, res) -> None:
-        from oarsched._core import bitset
         from sqlalchemy import insert
+
+        from oarsched._core import bitset
 
         rids = self.platform.rids[bitset.to_indices(res)]
         t = self.db.tables

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 log = logging.getLogger("oarsched.kao.notify")
 
@@ -64,7 +64,7 @@ class Endpoints:
     bipbip: str
 
     @classmethod
-    def from_config(cls, config) -> "Endpoints":
+    def from_config(cls, config) -> Endpoints:
         # the ports are joined as text whatever oar.conf's parser made of them (OAR3 crashes on ints: M15)
         server = config.get("SERVER_HOSTNAME", "localhost")
         port = config.get("APPENDICE_SERVER_PORT", "6670")
