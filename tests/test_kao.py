@@ -349,3 +349,81 @@ def test_database_lost_mid_round_writes_nothing_and_tells_nobody(tmp_path: Path,
     assert len(lines) == 1 and "database error" in lines[0] and "Traceback" not in err, err
     assert dump(case) == before
     assert got == {"almighty": [], "bipbip": []}
+
+
+# ------------------------------------------------------------------------------- resuming, energy saving
+
+def test_resuming_noop_job_goes_back_to_running(tmp_path: Path):
+    """OAR3 calls set_job_state without its session here (M14)."""
+    def setup(c):
+        add_running_job(c, start_time=NOW - 100, resource_ids=[1, 2], walltime=7200, state="Resuming",
+                        types=["noop"], suspended="YES")
+        c.execute(text("UPDATE resources SET suspended_jobs = 'YES' WHERE resource_id IN (1, 2)"))
+    case = make_case(tmp_path, setup)
+    with endpoints(case):
+        code, err = run(case)
+    assert code == 0, err
+    assert query(case, "SELECT state FROM jobs") == [("Running",)]
+    assert query(case, "SELECT job_state, date_start FROM job_state_logs") == [("Running", NOW)]
+    assert query(case, "SELECT DISTINCT suspended_jobs FROM resources") == [("NO",)]
+
+
+def test_resuming_job_whose_resume_script_fails_is_fragged(tmp_path: Path):
+    case = make_case(tmp_path, lambda c: add_running_job(c, start_time=NOW - 100, resource_ids=[1], walltime=7200,
+                                                         state="Resuming"),
+                     conf={"JUST_BEFORE_RESUME_EXEC_FILE": "exit 3 #"})
+    with endpoints(case) as got:
+        code, err = run(case)
+    assert code == 0, err
+    assert query(case, "SELECT state FROM jobs") == [("Resuming",)]
+    assert sorted(query(case, "SELECT type FROM event_logs")) == [("FRAG_JOB_REQUEST",), ("RESUME_SCRIPT_ERROR",)]
+    assert got["almighty"] == [{"cmd": "Qdel"}]
+
+
+def test_resuming_waits_while_another_job_runs_on_its_resources(tmp_path: Path):
+    def setup(c):
+        add_running_job(c, start_time=NOW - 100, resource_ids=[1, 2], walltime=7200, state="Resuming", types=["noop"])
+        add_running_job(c, start_time=NOW - 50, resource_ids=[2, 3], walltime=7200)
+    case = make_case(tmp_path, setup)
+    with endpoints(case):
+        code, err = run(case)
+    assert code == 0, err
+    assert query(case, "SELECT state FROM jobs ORDER BY job_id") == [("Resuming",), ("Running",)]
+
+
+def test_energy_saving_commands_get_the_node_names_on_stdin(tmp_path: Path):
+    """OAR3 raises NotImplementedError for these commands (M16)."""
+    def setup(c):
+        c.execute(text("UPDATE resources SET state = 'Absent' WHERE network_address = 'node-1'"))
+        c.execute(text("UPDATE resources SET available_upto = 2147483646, last_job_date = :d "
+                       "WHERE network_address = 'node-2'"), {"d": NOW - 3600})
+        add_job(c, request="network_address=1", walltime=600, properties="network_address = 'node-1'")
+    halted, woken = tmp_path / "halted", tmp_path / "woken"
+    case = make_case(tmp_path, setup, conf={
+        "ENERGY_SAVING_MODE": "metascheduler_decision_making",
+        "SCHEDULER_NODE_MANAGER_SLEEP_CMD": f"cat > {halted}", "SCHEDULER_NODE_MANAGER_WAKE_UP_CMD": f"cat > {woken}",
+        "SCHEDULER_NODE_MANAGER_IDLE_TIME": "600", "SCHEDULER_NODE_MANAGER_SLEEP_TIME": "600",
+        "SCHEDULER_NODE_MANAGER_WAKEUP_TIME": "60"})
+    with endpoints(case) as got:
+        code, err = run(case)
+    assert code == 0, err
+    assert halted.read_text() == "node-2\n"
+    assert woken.read_text() == "node-1\n"
+    assert got["bipbip"] == []  # the job waits for its Absent node
+    assert query(case, "SELECT state FROM jobs") == [("Waiting",)]
+
+
+def test_energy_saving_through_greta(tmp_path: Path):
+    greta = Pull()
+    def setup(c):
+        c.execute(text("UPDATE resources SET available_upto = 2147483646, last_job_date = :d "
+                       "WHERE network_address = 'node-2'"), {"d": NOW - 3600})
+    case = make_case(tmp_path, setup, conf={
+        "ENERGY_SAVING_MODE": "metascheduler_decision_making", "ENERGY_SAVING_INTERNAL": "yes",
+        "ENERGY_SAVING_NODE_MANAGER_SLEEP_CMD": "halt", "SCHEDULER_NODE_MANAGER_IDLE_TIME": "600",
+        "SCHEDULER_NODE_MANAGER_SLEEP_TIME": "600", "GRETA_SERVER": "127.0.0.1", "GRETA_PORT": str(greta.port)})
+    with endpoints(case):
+        code, err = run(case)
+    greta.close()
+    assert code == 0, err
+    assert greta.messages == [{"cmd": "HALT", "nodes": ["node-2"]}]

@@ -224,3 +224,27 @@ def reservation_status(job: GanttJob, now: int, index: Oar3ResourceIndex, timeou
 
 def resource_count(bits: np.ndarray) -> int:
     return bitset.count(bits)
+
+
+# -- energy saving -------------------------------------------------------------------------------
+
+def nodes_to_halt(idle_since: dict[str, int | None], next_start: dict[str, int | None],
+                  last_wakeup: dict[str, int | None], now: int, idle_time: int, sleep_time: int) -> list[str]:
+    """Idle nodes worth switching off (OAR's ``nodes_energy_saving``).
+
+    A node is halted when its last job ended more than ``idle_time`` ago, its
+    next predicted job (if any) leaves it ``sleep_time`` to sleep, and it was
+    not woken up within ``idle_time``.
+    """
+    limit = now - idle_time
+    out = []
+    for node, last_job in idle_since.items():
+        if (last_job or 0) >= limit:
+            continue
+        nxt = next_start.get(node)
+        if nxt is not None and nxt - sleep_time <= now:
+            continue
+        woke = last_wakeup.get(node)
+        if woke is None or woke < limit:
+            out.append(node)
+    return out

@@ -52,6 +52,7 @@ from oarsched.engine.meta import (
     jobs_to_launch,
     late_walltime,
     launch_candidates,
+    nodes_to_halt,
     reduce_message_resources,
     reservation_status,
 )
@@ -69,7 +70,7 @@ from oarsched.oar.kamelot import (
     parse_now,
 )
 from oarsched.oar.metadb import NOT_WAITING_STATES, JobInfo, MetaDb
-from oarsched.oar.notify import Endpoints, Outbox, TcpMessage, send_all
+from oarsched.oar.notify import Endpoints, NodeCommands, Outbox, TcpMessage, send_all
 
 log = logging.getLogger("oarsched.kao")
 
@@ -135,7 +136,9 @@ class KaoRound:
         else:
             self._launch(jobs_to_launch(candidates, self.now, self._absent()))
         mdb.copy_gantt_to_visu()
+        self._energy_saving()
         snapshot = mdb.jobs_in_states(NOT_WAITING_STATES)
+        self._resume(snapshot.get("Resuming", []))
         self._interactive_predictions()
         self._to_error(snapshot.get("toError", []))
         self._to_ack_reservation(snapshot.get("toAckReservation", []))
@@ -306,6 +309,66 @@ class KaoRound:
             mdb.set_message(job.id, msg)
 
     # -- after the launches -------------------------------------------------------------------------
+    def _energy_saving(self) -> None:
+        """Nodes to switch off (idle long enough) and on (jobs predicted on Absent nodes); sent after commit.
+
+        OAR3 raises NotImplementedError for the commands and keys the wake-up
+        on the sleep command (M16): here the commands get the node names on
+        stdin, as in OAR2, and the wake-up is keyed on the wake-up command.
+        """
+        c, mdb = self.config, self.mdb
+        mode = str(c.get("ENERGY_SAVING_MODE", "") or "")
+        if not mode:
+            return
+        if mode != "metascheduler_decision_making":
+            log.error("ENERGY_SAVING_MODE=%r is not supported (only metascheduler_decision_making): "
+                      "no node switched", mode)
+            return
+        internal = str(c.get("ENERGY_SAVING_INTERNAL", "no")) == "yes"
+        nodes = NodeCommands(internal=internal, timeout=float(c.get("SCHEDULER_TIMEOUT", 10) or 10),
+                             sleep_cmd=str(c.get("SCHEDULER_NODE_MANAGER_SLEEP_CMD", "") or ""),
+                             wakeup_cmd=str(c.get("SCHEDULER_NODE_MANAGER_WAKE_UP_CMD", "") or ""),
+                             greta=f"tcp://{c.get('GRETA_SERVER', 'localhost')}:{c.get('GRETA_PORT', 6672)}")
+        can_sleep = bool(nodes.sleep_cmd) or (internal and "ENERGY_SAVING_NODE_MANAGER_SLEEP_CMD" in c)
+        if can_sleep and "SCHEDULER_NODE_MANAGER_SLEEP_TIME" in c and "SCHEDULER_NODE_MANAGER_IDLE_TIME" in c:
+            idle = mdb.idle_nodes()
+            names = sorted(idle)
+            nodes.halt = nodes_to_halt(idle, mdb.next_start_on_nodes(names), mdb.last_wakeups(names), self.now,
+                                       c.get_int("SCHEDULER_NODE_MANAGER_IDLE_TIME"),
+                                       c.get_int("SCHEDULER_NODE_MANAGER_SLEEP_TIME"))
+        if nodes.wakeup_cmd or (internal and "ENERGY_SAVING_NODE_MANAGER_WAKE_UP_CMD" in c):
+            wakeup_time = c.get_int("SCHEDULER_NODE_MANAGER_WAKEUP_TIME") \
+                if "SCHEDULER_NODE_MANAGER_WAKEUP_TIME" in c else 1
+            nodes.wakeup = mdb.nodes_to_wake_up(wakeup_time)
+        self.out.nodes = nodes
+
+    def _resume(self, jobs: list[JobInfo]) -> None:
+        """Resuming jobs whose resources are free again (OAR3 crashes on the ``noop`` path: M14).
+
+        ``noop`` jobs go back to Running.  Others run ``JUST_BEFORE_RESUME_EXEC_FILE <id>``; when it fails
+        or times out the job is fragged (``RESUME_SCRIPT_ERROR``, Almighty ``Qdel``), otherwise it stays
+        Resuming, as in OAR3 (resuming its processes on the nodes is not done by the meta-scheduler).
+        """
+        if not jobs:
+            return
+        mdb = self.mdb
+        types = mdb.types_of(j.id for j in jobs)
+        for info in jobs:
+            others = mdb.jobs_on_resources_of(info.id)
+            if others:
+                log.info("job %s: stays Resuming, jobs %s use its resources", info.id, others)
+                continue
+            if "noop" in types.get(info.id, {}):
+                if mdb.set_job_state(info.id, "Running"):
+                    mdb.release_suspended(info.id)
+                continue
+            why = _resume_script_failure(self.config, info.id)
+            if why:
+                log.error("job %s: %s", info.id, why)
+                mdb.add_event("RESUME_SCRIPT_ERROR", info.id, why)
+                mdb.frag_job(info.id)
+                self.out.qdel()
+
     def _interactive_predictions(self) -> None:
         stamp = now_sql(self.now)
         for info, start in self.mdb.interactive_waiting():
@@ -334,6 +397,22 @@ class KaoRound:
             self.mdb.set_job_state(info.id, "Waiting", log_row=i < len(jobs) - 1)
             if info.start_time - 1 <= self.now and self.result.exit_code == EXIT_OK:
                 self.result.exit_code = EXIT_RESERVATION_NOW
+
+
+def _resume_script_failure(config: OarConfig, job_id: int) -> str | None:
+    """Run ``JUST_BEFORE_RESUME_EXEC_FILE <id>``: None when it succeeds (or none is set), else why not."""
+    import subprocess
+
+    script = str(config.get("JUST_BEFORE_RESUME_EXEC_FILE", "") or "")
+    if not script:
+        return None
+    timeout = float(config.get("SUSPEND_RESUME_SCRIPT_TIMEOUT", 60) or 60)
+    try:
+        code = subprocess.run(f"{script} {job_id}", shell=True, timeout=timeout, check=False,
+                              capture_output=True).returncode
+    except subprocess.TimeoutExpired:
+        return "Suspend script timeouted"
+    return None if code == 0 else f"[{job_id}] Suspend script error, return code = {code}"
 
 
 # -- notification failures --------------------------------------------------------------------------

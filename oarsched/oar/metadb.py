@@ -267,6 +267,19 @@ class MetaDb:
         self.conn.execute(update(r).where(r.c.resource_id.in_(mine), r.c.resource_id.not_in(others))
                           .values(suspended_jobs="NO"))
 
+    def jobs_on_resources_of(self, job_id: int) -> list[int]:
+        """Other jobs holding (or about to hold) a resource of the job (OAR3's list, ``Running`` included)."""
+        j, ar = self.t["jobs"], self.t["assigned_resources"]
+        j2, a2 = j.alias("j2"), ar.alias("a2")
+        mine = select(ar.c.resource_id).join(j, j.c.assigned_moldable_job == ar.c.moldable_job_id).where(
+            j.c.job_id == job_id, ar.c.assigned_resource_index == "CURRENT")
+        stmt = (select(j2.c.job_id).distinct().join(a2, a2.c.moldable_job_id == j2.c.assigned_moldable_job)
+                .where(a2.c.resource_id.in_(mine), a2.c.assigned_resource_index == "CURRENT", j2.c.job_id != job_id,
+                       j2.c.state.in_(["toLaunch", "toError", "toAckReservation", "Launching", "Running",
+                                       "Finishing"]))
+                .order_by(j2.c.job_id))
+        return [int(r[0]) for r in self.conn.execute(stmt)]
+
     def launch(self, job: GanttJob) -> None:
         """start_time, assigned moldable, assigned resources, then state toLaunch."""
         self.update_job(job.id, start_time=self.now, assigned_moldable_job=job.moldable_id)
@@ -305,6 +318,54 @@ class MetaDb:
             .order_by(j.c.job_id)
         )
         return [(_info(r), int(r.predicted or 0)) for r in self.conn.execute(stmt)]
+
+
+    # -- energy saving --------------------------------------------------------------------------
+    def idle_nodes(self) -> dict[str, int | None]:
+        """Nodes with Alive default resources that may sleep (``0 < available_upto < 2**31-1``) and no job
+        started by now in the gantt: node -> last job end date."""
+        r, gp, gr = self.t["resources"], self.t["gantt_jobs_predictions"], self.t["gantt_jobs_resources"]
+        busy = select(r.c.network_address).join(gr, gr.c.resource_id == r.c.resource_id).join(
+            gp, gp.c.moldable_job_id == gr.c.moldable_job_id).where(gp.c.start_time <= self.now)
+        stmt = (
+            select(r.c.network_address, func.max(r.c.last_job_date))
+            .where(r.c.state == "Alive", r.c.network_address != "", r.c.type == "default",
+                   r.c.available_upto < 2**31 - 1, r.c.available_upto > 0, r.c.network_address.not_in(busy))
+            .group_by(r.c.network_address)
+        )
+        return {row[0]: row[1] for row in self.conn.execute(stmt)}
+
+    def next_start_on_nodes(self, nodes: list[str]) -> dict[str, int | None]:
+        r, gp, gr = self.t["resources"], self.t["gantt_jobs_predictions"], self.t["gantt_jobs_resources"]
+        stmt = (select(r.c.network_address, func.min(gp.c.start_time))
+                .join(gr, gr.c.resource_id == r.c.resource_id).join(gp, gp.c.moldable_job_id == gr.c.moldable_job_id)
+                .where(r.c.network_address.in_(nodes)).group_by(r.c.network_address))
+        return {row[0]: row[1] for row in self.conn.execute(stmt)}
+
+    def last_wakeups(self, nodes: list[str]) -> dict[str, int | None]:
+        e, h = self.t["event_logs"], self.t.get("event_log_hostnames")
+        if h is None:
+            return {}
+        stmt = (select(h.c.hostname, func.max(e.c.date)).join(e, e.c.event_id == h.c.event_id)
+                .where(e.c.type == "WAKEUP_NODE", h.c.hostname.in_(nodes)).group_by(h.c.hostname))
+        return {row[0]: row[1] for row in self.conn.execute(stmt)}
+
+    def nodes_to_wake_up(self, wakeup_time: int) -> list[str]:
+        """Absent nodes that waiting jobs are predicted on within ``wakeup_time`` (and that stay long enough)."""
+        r, gp, gr, m, j = (self.t[n] for n in ("resources", "gantt_jobs_predictions", "gantt_jobs_resources",
+                                                 "moldable_job_descriptions", "jobs"))
+        stmt = (
+            select(r.c.network_address).distinct()
+            .join(gr, gr.c.resource_id == r.c.resource_id)
+            .join(gp, gp.c.moldable_job_id == gr.c.moldable_job_id)
+            .join(m, m.c.moldable_id == gp.c.moldable_job_id)
+            .join(j, j.c.job_id == m.c.moldable_job_id)
+            .where(gp.c.start_time <= self.now + wakeup_time, j.c.state == "Waiting", r.c.state == "Absent",
+                   r.c.network_address != "", r.c.type == "default",
+                   gp.c.start_time + m.c.moldable_walltime <= r.c.available_upto)
+            .order_by(r.c.network_address)
+        )
+        return [row[0] for row in self.conn.execute(stmt)]
 
 
 def _info(r) -> JobInfo:

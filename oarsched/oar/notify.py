@@ -33,12 +33,27 @@ class TcpMessage:
 
 
 @dataclass
+class NodeCommands:
+    """Energy saving: nodes to switch off and on, through Greta or the configured commands."""
+
+    halt: list[str] = field(default_factory=list)
+    wakeup: list[str] = field(default_factory=list)
+    internal: bool = False
+    """Greta (``ENERGY_SAVING_INTERNAL=yes``) rather than the commands."""
+    sleep_cmd: str = ""
+    wakeup_cmd: str = ""
+    timeout: float = 10.0
+    greta: str = ""
+
+
+@dataclass
 class Outbox:
     """Everything the round will send once committed, in order."""
 
     almighty: list[dict] = field(default_factory=list)
     bipbip: list[dict] = field(default_factory=list)
     tcp: list[TcpMessage] = field(default_factory=list)
+    nodes: NodeCommands | None = None
     _run_sent: set[int] = field(default_factory=set)
 
     def chstate(self) -> None:
@@ -83,6 +98,8 @@ def send_all(outbox: Outbox, endpoints: Endpoints, on_refused: Callable[[TcpMess
             log.warning("job %s: cannot notify oarsub at %s: %s", msg.job_id, msg.address, why)
             if msg.on_refused:
                 on_refused(msg)
+    if outbox.nodes is not None:
+        failures += switch_nodes(outbox.nodes)
     for name, messages, url in (("bipbip commander", outbox.bipbip, endpoints.bipbip),
                                 ("almighty", outbox.almighty, endpoints.almighty)):
         if messages:
@@ -132,3 +149,44 @@ def send_tcp(address: str | None, text: str) -> tuple[bool, str]:
         return True, ""
     except (OSError, ValueError) as exc:
         return False, str(exc)
+
+
+def switch_nodes(nodes: NodeCommands) -> list[str]:
+    """Greta's HALT/WAKEUP (CHECK when neither), or each command fed the node names on stdin."""
+    failures = []
+    if nodes.internal:
+        messages = []
+        if nodes.halt:
+            messages.append({"cmd": "HALT", "nodes": nodes.halt})
+        if nodes.wakeup:
+            messages.append({"cmd": "WAKEUP", "nodes": nodes.wakeup})
+        why = send_zmq(nodes.greta, messages or [{"cmd": "CHECK"}])
+        if why:
+            failures.append(f"greta at {nodes.greta}: {why}")
+            log.error("cannot notify greta at %s: %s", nodes.greta, why)
+        return failures
+    for what, cmd, names in (("halt", nodes.sleep_cmd, nodes.halt), ("wake up", nodes.wakeup_cmd, nodes.wakeup)):
+        if names:
+            why = feed_stdin(cmd, names, nodes.timeout)
+            if why:
+                failures.append(f"{what} command {cmd!r}: {why}")
+                log.error("cannot %s nodes %s with %r: %s", what, ", ".join(names), cmd, why)
+    return failures
+
+
+def feed_stdin(cmd: str, lines: list[str], timeout: float) -> str | None:
+    """Run ``cmd`` (shell) with one line per node on its stdin; None when it exits 0 in time."""
+    import subprocess
+
+    if not cmd:
+        return "no command configured"
+    try:
+        proc = subprocess.run(cmd, shell=True, input="".join(f"{x}\n" for x in lines), text=True,
+                              capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return f"timed out after {timeout:g}s"
+    except OSError as exc:
+        return str(exc)
+    if proc.returncode != 0:
+        return f"exit status {proc.returncode}: {proc.stderr.strip()[-200:]}"
+    return None
