@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from oarsched._core import bitset
-from oarsched.engine.scheduler import ScheduledJob, Scheduler, ScheduleResult
-from oarsched.engine.slots import SlotSet, occupy, share_extension
-from oarsched.model.job import Job, placeholder_of, timesharing_of
+from oarsched.engine.result import ScheduledJob
+from oarsched.engine.round import Round, RoundOptions, RoundOutcome, run_round
+from oarsched.engine.search import Search
+from oarsched.engine.slots import occupy, share_extension
+from oarsched.model.job import Job, placeholder_of, timesharing_key
 
 
 class MetaRound:
@@ -29,20 +31,19 @@ class MetaRound:
     other queues may be placed over them, which then kills them.
     """
 
-    def __init__(self, scheduler: Scheduler, now: int, scheduled: Sequence[ScheduledJob]) -> None:
-        self.scheduler = scheduler
+    def __init__(self, search: Search, now: int, scheduled: Sequence[ScheduledJob]) -> None:
+        self.search = search
         self.now = now
         self.scheduled = list(scheduled)
-        self.slot_sets: dict[str, SlotSet] = scheduler.new_slot_sets(now, self.scheduled)
+        self.round = Round(search, now, self.scheduled)
         self._besteffort_added = False
 
-    def schedule_group(self, jobs: Sequence[Job], queues: Sequence[str]) -> ScheduleResult:
-        """Place a queue group's waiting jobs (already ordered) into the shared slot sets."""
-        if list(queues) == ["besteffort"] and not self._besteffort_added:
-            self.scheduler.occupy_scheduled(
-                self.slot_sets, [j for j in self.scheduled if "besteffort" in j.types], self.now)
+    def schedule_group(self, jobs: Sequence[Job], options: RoundOptions) -> RoundOutcome:
+        """Order, cap, screen and place a queue group's waiting jobs into the shared slot sets."""
+        if list(options.queues) == ["besteffort"] and not self._besteffort_added:
+            self.round.add_scheduled(j for j in self.scheduled if "besteffort" in j.types)
             self._besteffort_added = True
-        return self.scheduler.place(jobs, self.slot_sets)
+        return run_round(self.search.platform, jobs, (), options, into=self.round)
 
     def fit_reservation(self, job: Job, start: int) -> tuple[int, int, np.ndarray] | None:
         """Resources for a new advance reservation at ``start`` (first moldable only, as OAR3).
@@ -51,29 +52,24 @@ class MetaRound:
         free resources plus what a timesharing/``allow`` job may share; quotas
         (when on) must admit it.  Returns ``(moldable id, W, resources)`` or None.
         """
-        sched = self.scheduler
-        compiled = sched._compile(job)[0]
+        search = self.search
+        compiled = search.compile(job)[0]
         w = compiled.walltime
-        ss = self.slot_sets["default"]
-        sl, sr = ss.get_encompassing_slots(start, start + w - sched.options.job_security_time)
-        ts = timesharing_of(job.types) if job.types else None
-        ts_key = None if ts is None else (job.user if ts[0] == "user" else "*", job.name if ts[1] == "name" else "*")
+        ss = self.round.slot_sets["default"]
+        sl, sr = ss.get_encompassing_slots(start, start + w - search.options.job_security_time)
         ph, ph_name = placeholder_of(job.types)
-        ext = share_extension(ss, ts_key, ph, ph_name)
-        avail = ss.window_free(sl, sr, ext)
+        avail = ss.window_free(sl, sr, share_extension(ss, timesharing_key(job), ph, ph_name))
         res = compiled.request.find(avail)
         if res is None:
             return None
-        quotas = sched.options.quotas
-        if quotas is not None and not quotas.admits_window(ss, sl, sr, w, job, res, sched.default_set):
+        quotas = search.quotas
+        if quotas is not None and not quotas.admits_window(ss, sl, sr, w, job, res, search.default_set):
             return None
         return compiled.id, w, res
 
     def occupy_reservation(self, job: Job, start: int, w: int, res: np.ndarray) -> None:
         """An accepted reservation takes its resources in the shared slot sets."""
-        sched = self.scheduler
-        occupy(self.slot_sets["default"], sched._occupation(job, start, w, res, sched.options.quotas),
-               sched.options.quotas)
+        occupy(self.round.slot_sets["default"], self.search.occupation(job, start, w, res), self.search.quotas)
 
 
 # -- jobs whose start has come ----------------------------------------------------------------

@@ -13,6 +13,7 @@ import numpy as np
 from oarsched._core import bitset
 from oarsched._core.hierarchy import Request
 from oarsched._core.slotset import SlotSet
+from oarsched.model.job import quota_view
 from oarsched.model.platform import Platform
 from oarsched.model.quotas import (
     UNASSIGNED_RULES_ID,
@@ -108,9 +109,9 @@ class QuotaState:
             if ss.quotas[sid] is None:
                 ss.quotas[sid] = self.new_counters()
         if self.calendar is not None:
-            self._split_along_calendar(ss, ss.first_id)
+            self.split_along_calendar(ss, ss.first_id)
 
-    def _split_along_calendar(self, ss: SlotSet, sid: int) -> int:
+    def split_along_calendar(self, ss: SlotSet, sid: int) -> int:
         """Cut slot ``sid`` at the calendar's period changes (up to the horizon); returns the first piece."""
         b, e, _, _ = ss.slot(sid)
         cur = sid
@@ -146,9 +147,7 @@ class QuotaState:
 
         OAR3 checks a new reservation's quotas whatever its ``no_quotas`` type.
         """
-        from oarsched.engine.scheduler import _QuotaView
-
-        check = _JobCheck(self.config, _QuotaView.of(job), walltime, self._job_rules)
+        check = _JobCheck(self.config, quota_view(job), walltime, self._job_rules)
         return check.admits(ss, sl, sr, bitset.count(res & default_set))
 
     def _find_with_calendar(self, ss: SlotSet, start_sid: int, walltime: int, request: Request, ext, admitted):
@@ -169,7 +168,7 @@ class QuotaState:
                     return None
                 if ss.rules_id(right) == UNASSIGNED_RULES_ID:
                     known = ss.last_id
-                    self._split_along_calendar(ss, right)
+                    self.split_along_calendar(ss, right)
                     ext = _extension_for_new_slots(ext, ss.last_id, known, right)
                 if ss.slot(right)[1] >= job_end or not ss.next_of(right):
                     break

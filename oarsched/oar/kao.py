@@ -56,7 +56,9 @@ from oarsched.engine.meta import (
     reduce_message_resources,
     reservation_status,
 )
-from oarsched.engine.scheduler import ScheduledJob, Scheduler, SchedulerOptions
+from oarsched.engine.result import ScheduledJob
+from oarsched.engine.round import RoundOptions
+from oarsched.engine.search import Search, SchedulerOptions
 from oarsched.errors import OarschedError, UsageError
 from oarsched.model.platform import Platform
 from oarsched.oar.config import OarConfig, setup_logging
@@ -65,7 +67,7 @@ from oarsched.oar.kamelot import (
     _guarded_select,
     _known_states,
     _quota_state,
-    _screen,
+    considered_start_times,
     one_line,
     parse_now,
 )
@@ -153,27 +155,21 @@ class KaoRound:
     def _meta_round(self, scheduled: list[ScheduledJob]) -> MetaRound:
         options = SchedulerOptions(job_security_time=self.sec, quotas=_quota_state(self.config, self.platform))
         constraints = GroupConstraints(self.platform, select=_guarded_select(self.db, self.mdb.conn))
-        self.scheduler = Scheduler(self.platform, options, constraints=constraints)
-        return MetaRound(self.scheduler, self.now, scheduled)
+        self.search = Search(self.platform, options, constraints=constraints)
+        return MetaRound(self.search, self.now, scheduled)
 
     # -- scheduling a queue group ------------------------------------------------------------------
     def _schedule_group(self, meta: MetaRound, queues: list[str]) -> None:
-        from oarsched.policies.sorting import order_jobs
-
-        conn, config = self.mdb.conn, self.config
-        rows = self.db.read_waiting_jobs(conn, queues, config.nodes_label)
+        conn, config, db = self.mdb.conn, self.config, self.db
+        rows = db.read_waiting_jobs(conn, queues, config.nodes_label)
         if not rows.jobs:
             return
-        accounting = []
-        if config.job_priority in ("FAIRSHARE", "MULTIFACTOR"):
-            accounting = self.db.read_accounting(conn, queues, self.now - config.fairsharing_window_size, self.now)
-        order, karma = order_jobs(rows.jobs, accounting, queues, self.now, config)
-        by_id = {j.id: j for j in rows.jobs}
-        if config.max_jobs_per_round is not None:
-            order = order[:config.max_jobs_per_round]
-        skipped: dict[int, str] = {}
-        jobs = _screen([by_id[i] for i in order], skipped)
-        result = meta.schedule_group(jobs, queues)
+        options = RoundOptions(
+            now=self.now, queues=queues, ordering=config,
+            accounting=lambda start, stop: db.read_accounting(conn, queues, start, stop),
+            max_jobs=config.max_jobs_per_round)
+        outcome = meta.schedule_group(rows.jobs, options)
+        result, karma = outcome.result, outcome.karma
         messages, placed_karma = {}, {}
         for jid, a in result.assignments.items():
             job_type, q, name = rows.message_info[jid]
@@ -182,8 +178,8 @@ class KaoRound:
                 placed_karma[jid] = k
             messages[jid] = job_message(nb_resources=a.nb_resources, walltime=a.walltime, job_type=job_type,
                                         queue=q, name=name, karma=k)
-        starts = {j.id: (result.assignments[j.id].start_time if j.id in result.assignments else -1) for j in jobs}
-        self.db.write_decisions(conn, result, messages, placed_karma, starts)
+        considered = [j.id for j in outcome.jobs] + list(outcome.skipped)
+        db.write_decisions(conn, result, messages, placed_karma, considered_start_times(considered, result, []))
 
     # -- advance reservations --------------------------------------------------------------------
     def _check_accepted_reservations(self, queue: str) -> None:
@@ -220,7 +216,7 @@ class KaoRound:
         if not rows.jobs:
             return
         infos = mdb.job_infos(j.id for j in rows.jobs)
-        quotas_on = self.scheduler.options.quotas is not None
+        quotas_on = self.search.quotas is not None
         for job in rows.jobs:
             info = infos[job.id]
             mld = job.moldables[0]

@@ -62,12 +62,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from oarsched.engine.round import RoundOptions, run_round
 from oarsched.engine.scheduler import Assignment, ScheduledJob, Scheduler, SchedulerOptions
 from oarsched.errors import ConfigError
 from oarsched.model.job import Dependency, Job
 from oarsched.model.platform import Platform
 from oarsched.oar.config import OarConfig
-from oarsched.policies.sorting import AccountingRow, needs_accounting, order_jobs
+from oarsched.policies.sorting import AccountingRow, needs_accounting
 from oarsched.sim.metrics import DEFAULT_BOUND, Comparison, Metrics, compare, compute_metrics
 from oarsched.sim.records import JobRecord, Run, write_records
 from oarsched.sim.workload import Workload, WorkloadJob, load_workload
@@ -467,11 +468,12 @@ class _Run:
             waiting = self.waiting[queue]
             if not waiting:
                 continue
-            jobs = self.ordered(waiting, queue, now)
             scheduler = self.sim.besteffort_scheduler if queue == "besteffort" else self.sim.scheduler
-            result = scheduler.schedule(jobs, now, scheduled)
-            for job_id, why in result.unscheduled.items():
-                waiting[job_id].reason = why
+            outcome = run_round(self.sim.platform, self.waiting_jobs(waiting), scheduled,
+                                self.round_options(queue, now), search=scheduler)
+            result = outcome.result
+            for job_id, why in (*outcome.skipped.items(), *result.unscheduled.items()):
+                waiting[job_id].reason = why  # a job skipped by the screen (dependency cycle) keeps waiting
             for job_id, error in result.errors.items():
                 job = waiting.pop(job_id)
                 self.close(job, "rejected", error)
@@ -480,20 +482,18 @@ class _Run:
                 scheduled.append(self.as_scheduled(self.jobs[job_id], a, a.start_time, "Waiting"))
         return decisions
 
-    def ordered(self, waiting: dict[int, _SimJob], queue: str, now: int) -> list[Job]:
-        """The queue's waiting jobs in the policy's order, capped, with their dependencies' states."""
-        jobs = [j.job for j in waiting.values()]
-        accounting = self.accounting_list(now) if needs_accounting(self.sim.config) else []
-        order, _karma = order_jobs(jobs, accounting, [queue], now, self.sim.config)
-        if self.sim.max_jobs is not None:
-            order = order[: self.sim.max_jobs]
-        out = []
-        for job_id in order:
-            job = waiting[job_id]
+    def waiting_jobs(self, waiting: dict[int, _SimJob]) -> list[Job]:
+        """The queue's waiting jobs, with their dependencies' states."""
+        for job in waiting.values():
             if job.spec.depends:
                 job.job.dependencies = [self.dependency(d) for d in job.spec.depends]
-            out.append(job.job)
-        return out
+        return [j.job for j in waiting.values()]
+
+    def round_options(self, queue: str, now: int) -> RoundOptions:
+        """The queue's round: the policy's order, capped; no never-fit check (done at submission)."""
+        return RoundOptions(now=now, queues=[queue], ordering=self.sim.config,
+                            accounting=lambda _start, at: self.accounting_list(at), max_jobs=self.sim.max_jobs,
+                            max_explained=0)
 
     def dependency(self, job_id: int) -> Dependency:
         dep = self.jobs[job_id]
