@@ -262,7 +262,8 @@ class KaoRound:
     def _launch_candidates(self) -> list[GanttJob]:
         kill_duration = self.config.get_int("SCHEDULER_BESTEFFORT_KILL_DURATION_BEFORE_RESERVATION") \
             if "SCHEDULER_BESTEFFORT_KILL_DURATION_BEFORE_RESERVATION" in self.config else 0
-        return launch_candidates(self.mdb.gantt_jobs(sec=self.sec), self.now, kill_duration)
+        return launch_candidates(self.mdb.gantt_jobs(sec=self.sec, start_by=self.now + kill_duration), self.now,
+                                 kill_duration)
 
     def _absent(self) -> set[int]:
         return {rid for rid, st in self.mdb.resource_states().items() if st == "Absent"}

@@ -129,8 +129,9 @@ class MetaDb:
 
     # -- gantt reads ----------------------------------------------------------------------------
     def gantt_jobs(self, *, states: tuple[str, ...] = ("Waiting",), queue: str | None = None,
-                   reservation: str | None = None, sec: int = 0, with_suspended: bool = False) -> list[GanttJob]:
-        """Jobs in ``states`` with gantt rows, by job id; ``walltime`` = stored walltime + ``sec``."""
+                   reservation: str | None = None, sec: int = 0, start_by: int | None = None) -> list[GanttJob]:
+        """Jobs in ``states`` with gantt rows (starting by ``start_by``), by job id; ``walltime`` = stored
+        walltime + ``sec``."""
         j, gp, gr, m = self.t["jobs"], self.t["gantt_jobs_predictions"], self.t["gantt_jobs_resources"], \
             self.t["moldable_job_descriptions"]
         stmt = (
@@ -144,6 +145,8 @@ class MetaDb:
         )
         if queue is not None:
             stmt = stmt.where(j.c.queue_name == queue)
+        if start_by is not None:
+            stmt = stmt.where(gp.c.start_time <= start_by)
         if reservation is not None:
             stmt = stmt.where(j.c.reservation == reservation, m.c.moldable_index == "CURRENT")
         out: dict[int, GanttJob] = {}
