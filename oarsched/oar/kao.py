@@ -114,6 +114,9 @@ class KaoRound:
     # -- the round ---------------------------------------------------------------------------
     def run(self) -> KaoResult:
         mdb = self.mdb
+        if str(self.config.get("WALLTIME_CHANGE_ENABLED", "NO")) == "yes":
+            log.warning("WALLTIME_CHANGE_ENABLED=yes: walltime change requests are not processed by oarsched-kao "
+                        "(pending requests stay pending)")
         kept = mdb.kept_reservation_moldables()
         mdb.flush_gantt(kept)
         mdb.reinsert_current_jobs()
