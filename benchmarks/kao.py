@@ -16,9 +16,9 @@ import sys
 import tempfile
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from benchmarks import measure, workloads
 
@@ -148,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(data: dict) -> str:
-    lines = ["# `oarsched-kao`: the whole meta-scheduler round, one process", "",
-             "Interpreter start to last notification (`python -m benchmarks.kao`), on a fresh copy of each shared "
+    intro = ("Interpreter start to last notification (`python -m benchmarks.kao`), on a fresh copy of each shared "
              "bench case; the second round runs on the first one's result with nothing changed. One run each, "
-             "on a shared 2-core machine (noisy).", "",
+             "on a shared 2-core machine (noisy).")
+    lines = ["# `oarsched-kao`: the whole meta-scheduler round, one process", "", intro, "",
              "| backend | case | jobs launched | first round (s) | peak (MB) | second round (s) | peak (MB) |",
              "|---|---|---|---|---|---|---|"]
     for backend, rows in data.items():

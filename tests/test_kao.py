@@ -427,3 +427,59 @@ def test_energy_saving_through_greta(tmp_path: Path):
     greta.close()
     assert code == 0, err
     assert greta.messages == [{"cmd": "HALT", "nodes": ["node-2"]}]
+
+
+# ------------------------------------------------------------------------------- walltime change requests
+
+def _walltime_case(tmp_path: Path, pending: int, *, next_job_in: int | None = None, conf: dict | None = None,
+                   force: str = "NO"):
+    def setup(c):
+        add_running_job(c, start_time=NOW - 600, resource_ids=[1, 2], walltime=1200)
+        c.execute(text("INSERT INTO walltime_change (job_id, pending, force, delay_next_jobs, granted, "
+                       "granted_with_force, granted_with_delay_next_jobs) VALUES (1, :p, :f, 'NO', 0, 0, 0)"),
+                  {"p": pending, "f": force})
+        if next_job_in is not None:  # a reservation on resource 2 starting then (kept in the gantt)
+            add_reservation(c, start_time=NOW + next_job_in, resource_ids=[2], walltime=600)
+    return make_case(tmp_path, setup, conf={"WALLTIME_CHANGE_ENABLED": "yes", **(conf or {})})
+
+
+def test_walltime_extension_granted_whole_when_nothing_follows(tmp_path: Path):
+    """OAR3 calls process_walltime_change_requests without session and config (M9)."""
+    case = _walltime_case(tmp_path, 1800)
+    with endpoints(case):
+        code, err = run(case)
+    assert code == 0, err
+    assert query(case, "SELECT moldable_walltime FROM moldable_job_descriptions WHERE moldable_job_id = 1") == [(3000,)]
+    assert query(case, "SELECT pending, granted, force FROM walltime_change") == [(0, 1800, "NO")]
+    assert query(case, "SELECT type, description, to_check FROM event_logs") == [
+        ("WALLTIME", "walltime changed: 0:50:0 (granted: +0:30:0/pending: 0:0:0)", "NO")]
+    # the job's gantt rows use the new walltime: its end moved
+    assert query(case, "SELECT message FROM jobs WHERE job_id = 1") == [("R=2,J=P,Q=default",)]
+
+
+def test_walltime_extension_stops_before_the_next_job(tmp_path: Path):
+    case = _walltime_case(tmp_path, 1800, next_job_in=1200)  # the job ends at NOW+600; sec 0
+    with endpoints(case):
+        code, err = run(case)
+    assert code == 0, err
+    # possible end: next start - sec - 1 = NOW+1199; granted 599 of 1800
+    assert query(case, "SELECT moldable_walltime FROM moldable_job_descriptions WHERE moldable_job_id = 1") == [(1799,)]
+    assert query(case, "SELECT pending, granted FROM walltime_change") == [(1201, 599)]
+
+
+def test_walltime_extension_waits_for_the_apply_time_and_goes_by_increments(tmp_path: Path):
+    case = _walltime_case(tmp_path, 1800, conf={"WALLTIME_CHANGE_APPLY_TIME": "300", "WALLTIME_INCREMENT": "600"})
+    with endpoints(case):
+        run(case)  # ends in 600 s > 300: not yet
+    assert query(case, "SELECT pending, granted FROM walltime_change") == [(1800, 0)]
+    with endpoints(case):
+        run(case, now=NOW + 400)
+    assert query(case, "SELECT pending, granted FROM walltime_change") == [(1200, 600)]
+
+
+def test_walltime_reduction_never_below_the_time_used(tmp_path: Path):
+    case = _walltime_case(tmp_path, -1000)  # 600 s left: at most -600
+    with endpoints(case):
+        run(case)
+    assert query(case, "SELECT moldable_walltime FROM moldable_job_descriptions WHERE moldable_job_id = 1") == [(600,)]
+    assert query(case, "SELECT pending, granted FROM walltime_change") == [(-400, -600)]

@@ -10,7 +10,7 @@ simulator can run the same round in memory.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -152,11 +152,20 @@ def late_walltime(w: int, start: int, now: int) -> int:
 _HMS = re.compile(r"W=\d+:\d+:\d+")
 
 
+def duration_to_sql(seconds: int) -> str:
+    """OAR's ``h:m:s`` form of a duration, unpadded (``0:29:0``); ``signed`` adds ``+``/``-``."""
+    h, rest = divmod(abs(seconds), 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m}:{s}"
+
+
+def duration_to_sql_signed(seconds: int) -> str:
+    return ("+" if seconds > 0 else "-" if seconds < 0 else "") + duration_to_sql(seconds)
+
+
 def cut_message_walltime(message: str, walltime: int) -> str:
     """Every ``W=h:m:s`` of a message rewritten to the new walltime (OAR3's unpadded form)."""
-    h, rest = divmod(walltime, 3600)
-    m, s = divmod(rest, 60)
-    return _HMS.sub(f"W={h}:{m}:{s}", message)
+    return _HMS.sub(f"W={duration_to_sql(walltime)}", message)
 
 
 _RES_COUNT = re.compile(r"R=\d+")
@@ -244,3 +253,96 @@ def nodes_to_halt(idle_since: dict[str, int | None], next_start: dict[str, int |
         if woke is None or woke < limit:
             out.append(node)
     return out
+
+
+# -- walltime change requests ----------------------------------------------------------------------
+
+@dataclass
+class WalltimeRequest:
+    """A running job's pending walltime change (``walltime_change`` row) and what it is granted."""
+
+    job_id: int
+    queue: str
+    start_time: int
+    walltime: int
+    """The stored walltime (security time excluded)."""
+    pending: int
+    force: bool = False
+    delay_next_jobs: bool = False
+    granted: int = 0
+    granted_with_force: int = 0
+    granted_with_delay_next_jobs: int = 0
+    suspended: int = 0
+    """Seconds the job spent suspended (they do not count in its walltime)."""
+
+    @property
+    def end(self) -> int:
+        return self.start_time + self.walltime + self.suspended
+
+
+@dataclass
+class WalltimeGrant:
+    """The outcome of one request this round: the new walltime and the request's new counters."""
+
+    fit: int
+    walltime: int
+    pending: int
+    granted: int
+    granted_with_force: int
+    granted_with_delay_next_jobs: int
+    message: str
+
+
+def walltime_grant(req: WalltimeRequest, now: int, apply_time: int, increment: int,
+                   possible_end: Callable[[int, int], int]) -> WalltimeGrant | None:
+    """How much of a pending walltime change is granted now (OAR's ``process_walltime_change_requests``).
+
+    An extension waits until ``apply_time`` seconds before the job's end
+    (unless forced), is granted by steps of at most ``increment`` (unless
+    forced), and only up to ``possible_end(from, to)``: the last second
+    before the next job predicted on the job's resources.  A reduction is
+    granted at once, down to the time already used.  None: nothing this round.
+    """
+    fit = req.pending
+    if fit > 0:
+        if not req.force:
+            if apply_time > 0 and req.end - apply_time - now > 0:
+                return None
+            if 0 < increment < fit:
+                fit = increment
+        fit = possible_end(req.end, req.end + fit) - req.end
+        if fit <= 0:
+            return None
+    elif fit < 0:
+        remaining = req.end - now
+        if remaining < -fit:
+            fit = -remaining
+    new_walltime = req.walltime + fit
+    new_pending = req.pending - fit
+    message = "walltime changed: {} (granted: {}/pending: {}{}{})".format(
+        duration_to_sql(new_walltime), duration_to_sql_signed(fit), duration_to_sql_signed(new_pending),
+        "/force" if req.force else "", "/delay next jobs" if req.delay_next_jobs else "")
+    return WalltimeGrant(
+        fit=fit, walltime=new_walltime, pending=new_pending, granted=req.granted + fit,
+        granted_with_force=req.granted_with_force + (fit if req.force and fit > 0 else 0),
+        granted_with_delay_next_jobs=req.granted_with_delay_next_jobs + (fit if req.delay_next_jobs and fit > 0
+                                                                         else 0),
+        message=message)
+
+
+def per_queue_value(raw, queue: str, walltime: int) -> int:
+    """``WALLTIME_CHANGE_APPLY_TIME`` / ``WALLTIME_INCREMENT``: a number, or a per-queue mapping
+    (``{"default": 600, "_": 0.1}``, ``_`` for the other queues); a float up to 1 is a share of ``walltime``."""
+    import ast
+
+    value = raw
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not text:
+            return 0
+        value = ast.literal_eval(text)
+        if isinstance(value, dict):
+            value = value.get(queue, value.get("_", 0))
+    if isinstance(value, float) and value <= 1.0:
+        return int(walltime * value)
+    return int(value or 0)

@@ -53,12 +53,14 @@ from oarsched.engine.meta import (
     late_walltime,
     launch_candidates,
     nodes_to_halt,
+    per_queue_value,
     reduce_message_resources,
     reservation_status,
+    walltime_grant,
 )
 from oarsched.engine.result import ScheduledJob
 from oarsched.engine.round import RoundOptions
-from oarsched.engine.search import Search, SchedulerOptions
+from oarsched.engine.search import SchedulerOptions, Search
 from oarsched.errors import OarschedError, UsageError
 from oarsched.model.platform import Platform
 from oarsched.oar.config import OarConfig, setup_logging
@@ -114,9 +116,8 @@ class KaoRound:
     # -- the round ---------------------------------------------------------------------------
     def run(self) -> KaoResult:
         mdb = self.mdb
-        if str(self.config.get("WALLTIME_CHANGE_ENABLED", "NO")) == "yes":
-            log.warning("WALLTIME_CHANGE_ENABLED=yes: walltime change requests are not processed by oarsched-kao "
-                        "(pending requests stay pending)")
+        if str(self.config.get("WALLTIME_CHANGE_ENABLED", "NO")).lower() == "yes":
+            self._walltime_changes()
         kept = mdb.kept_reservation_moldables()
         mdb.flush_gantt(kept)
         mdb.reinsert_current_jobs()
@@ -160,6 +161,29 @@ class KaoRound:
         constraints = GroupConstraints(self.platform, select=_guarded_select(self.db, self.mdb.conn))
         self.search = Search(self.platform, options, constraints=constraints)
         return MetaRound(self.search, self.now, scheduled)
+
+    def _walltime_changes(self) -> None:
+        """Pending walltime changes of running jobs, granted before scheduling (OAR3 crashes here: M9)."""
+        mdb, c = self.mdb, self.config
+        for req, rids, types, user, name in mdb.walltime_requests():
+            apply_time = per_queue_value(c.get("WALLTIME_CHANGE_APPLY_TIME", 0), req.queue, req.walltime - req.granted)
+            increment = per_queue_value(c.get("WALLTIME_INCREMENT", 0), req.queue, req.walltime - req.granted)
+            container = mdb.container_end(int(types["inner"])) if types.get("inner", "").isdigit() else None
+            grant = walltime_grant(req, self.now, apply_time, increment,
+                                   self._end_finder(req, rids, types, user, name, container))
+            if grant is None:
+                log.debug("job %s: walltime change not granted this round (pending %ss)", req.job_id, req.pending)
+                continue
+            log.info("job %s: %s", req.job_id, grant.message)
+            mdb.apply_walltime_grant(req.job_id, grant)
+
+    def _end_finder(self, req, rids, types, user, name, container: int | None):
+        """``(from, to) -> last second`` the job may extend to (next job on its resources, its container's end)."""
+        def possible_end(start: int, end: int) -> int:
+            if container is not None:
+                end = min(end, container)
+            return self.mdb.possible_end(start, end, rids, self.sec, req.delay_next_jobs, types, user, name)
+        return possible_end
 
     # -- scheduling a queue group ------------------------------------------------------------------
     def _schedule_group(self, meta: MetaRound, queues: list[str]) -> None:

@@ -9,10 +9,10 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from oarsched.engine.meta import BesteffortJob, GanttJob
+from oarsched.engine.meta import BesteffortJob, GanttJob, WalltimeGrant, WalltimeRequest
 from oarsched.oar.db import OarDatabase
 
 log = logging.getLogger("oarsched.kao")
@@ -196,10 +196,11 @@ class MetaDb:
         j = self.t["jobs"]
         self.conn.execute(update(j).where(j.c.job_id == job_id).values(**values))
 
-    def add_event(self, kind: str, job_id: int, description: str) -> None:
-        """An ``event_logs`` row (``to_check`` is always YES, as OAR3 writes it: trap M27)."""
+    def add_event(self, kind: str, job_id: int, description: str, to_check: str = "YES") -> None:
+        """An ``event_logs`` row (description cut at 255 characters, as OAR3's)."""
         self.conn.execute(insert(self.t["event_logs"]).values(
-            type=kind, job_id=job_id, date=self.now, description=description[:EVENT_DESCRIPTION_MAX], to_check="YES"))
+            type=kind, job_id=job_id, date=self.now, description=description[:EVENT_DESCRIPTION_MAX],
+            to_check=to_check))
 
     def first_event_date(self, kind: str, job_id: int) -> int | None:
         e = self.t["event_logs"]
@@ -322,6 +323,90 @@ class MetaDb:
         )
         return [(_info(r), int(r.predicted or 0)) for r in self.conn.execute(stmt)]
 
+
+    # -- walltime change requests -----------------------------------------------------------------
+    def walltime_requests(self) -> list[tuple[WalltimeRequest, list[int], dict[str, str], str, str]]:
+        """Running jobs with a pending walltime change: (request, resource ids, types, user, name)."""
+        j, m, ar, wc = (self.t[n] for n in ("jobs", "moldable_job_descriptions", "assigned_resources",
+                                             "walltime_change"))
+        stmt = (
+            select(j.c.job_id, j.c.queue_name, j.c.start_time, j.c.job_user, j.c.job_name, j.c.suspended,
+                   m.c.moldable_walltime, wc.c.pending, wc.c.force, wc.c.delay_next_jobs, wc.c.granted,
+                   wc.c.granted_with_force, wc.c.granted_with_delay_next_jobs, ar.c.resource_id)
+            .join(wc, wc.c.job_id == j.c.job_id)
+            .join(m, m.c.moldable_id == j.c.assigned_moldable_job)
+            .join(ar, ar.c.moldable_job_id == j.c.assigned_moldable_job)
+            .where(j.c.state == "Running", wc.c.pending != 0)
+            .order_by(j.c.job_id, ar.c.resource_id)
+        )
+        out: dict[int, list] = {}
+        for r in self.conn.execute(stmt):
+            if r.job_id not in out:
+                suspended = self.db._suspended_duration(self.conn, r.job_id, self.now) if r.suspended == "YES" else 0
+                req = WalltimeRequest(
+                    job_id=int(r.job_id), queue=r.queue_name or "", start_time=int(r.start_time or 0),
+                    walltime=int(r.moldable_walltime or 0), pending=int(r.pending or 0), force=r.force == "YES",
+                    delay_next_jobs=r.delay_next_jobs == "YES", granted=int(r.granted or 0),
+                    granted_with_force=int(r.granted_with_force or 0),
+                    granted_with_delay_next_jobs=int(r.granted_with_delay_next_jobs or 0), suspended=suspended)
+                out[r.job_id] = [req, [], {}, r.job_user or "", r.job_name or ""]
+            out[r.job_id][1].append(int(r.resource_id))
+        types = self.types_of(out)
+        return [(req, rids, types.get(jid, {}), user, name) for jid, (req, rids, _, user, name) in out.items()]
+
+    def possible_end(self, start: int, end: int, rids: list[int], sec: int, delay_next_jobs: bool,
+                     types: dict[str, str], user: str, name: str) -> int:
+        """The last second a job on ``rids`` may run to within ``[start, end]``: before the next job predicted
+        there (besteffort jobs and jobs it may share with do not count; with ``delay_next_jobs`` only
+        reservations do)."""
+        j, m, gp, gr, t = (self.t[n] for n in ("jobs", "moldable_job_descriptions", "gantt_jobs_predictions",
+                                                "gantt_jobs_resources", "job_types"))
+        excluded = [t.c.type == "besteffort"]
+        ts = types.get("timesharing")
+        if ts == "*,*":
+            excluded.append(t.c.type == "timesharing=*,*")
+        elif ts in ("user,*", "*,user"):
+            excluded.append(t.c.type.in_(["timesharing=user,*", "timesharing=*,user"]) & (j.c.job_user == user))
+        elif ts in ("name,*", "*,name"):
+            excluded.append(t.c.type.in_(["timesharing=*,name", "timesharing=name,*"]) & (j.c.job_name == name))
+        elif ts in ("user,name", "name,user"):
+            excluded.append(t.c.type.in_(["timesharing=user,name", "timesharing=name,user"])
+                            & (j.c.job_name == name) & (j.c.job_user == user))
+        if "allow" in types:
+            excluded.append(t.c.type == f"placeholder={types['allow']}")
+        stmt = (
+            select(gp.c.start_time).distinct()
+            .join(m, m.c.moldable_id == gp.c.moldable_job_id)
+            .join(j, j.c.job_id == m.c.moldable_job_id)
+            .join(gr, gr.c.moldable_job_id == gp.c.moldable_job_id)
+            .where(gp.c.start_time > start, gp.c.start_time <= end + sec, gr.c.resource_id.in_(rids),
+                   ~select(t.c.job_id).where(t.c.job_id == j.c.job_id, or_(*excluded)).exists())
+        )
+        if delay_next_jobs:
+            stmt = stmt.where(j.c.reservation != "None")
+        first = end
+        for (next_start,) in self.conn.execute(stmt):
+            first = min(first, int(next_start) - sec - 1)
+        return first
+
+    def container_end(self, container_id: int) -> int | None:
+        j, m = self.t["jobs"], self.t["moldable_job_descriptions"]
+        row = self.conn.execute(select(j.c.start_time, m.c.moldable_walltime)
+                                .join(m, m.c.moldable_id == j.c.assigned_moldable_job)
+                                .where(j.c.job_id == container_id, j.c.state == "Running")).first()
+        return None if row is None else int(row.start_time or 0) + int(row.moldable_walltime or 0)
+
+    def apply_walltime_grant(self, job_id: int, grant: WalltimeGrant) -> None:
+        """The request's counters, every moldable's walltime, and a WALLTIME event (``to_check`` NO)."""
+        wc, m = self.t["walltime_change"], self.t["moldable_job_descriptions"]
+        done = grant.pending == 0
+        values = {"pending": grant.pending, "granted": grant.granted, "granted_with_force": grant.granted_with_force,
+                  "granted_with_delay_next_jobs": grant.granted_with_delay_next_jobs}
+        if done:
+            values.update(force="NO", delay_next_jobs="NO")
+        self.conn.execute(update(wc).where(wc.c.job_id == job_id).values(**values))
+        self.conn.execute(update(m).where(m.c.moldable_job_id == job_id).values(moldable_walltime=grant.walltime))
+        self.add_event("WALLTIME", job_id, grant.message, to_check="NO")
 
     # -- energy saving --------------------------------------------------------------------------
     def idle_nodes(self) -> dict[str, int | None]:
