@@ -41,18 +41,24 @@ def parse_outcome(stdout: str) -> dict[str, str]:
     return outcome
 
 
-@pytest.fixture(scope="session")
-def metasched_outcome() -> dict[str, str]:
+def run_check_meta(template: str, env: dict | None = None) -> dict[str, str]:
+    """``check_meta.py`` on the whole corpus with this command template: case name -> PASS or the diff."""
     shared = require_shared()
-    kao = shutil.which("oarsched-kao")
-    assert kao, "oarsched-kao is not on PATH: install the package (pip install .)"
     proc = subprocess.run(
-        [sys.executable, str(shared / "metasched" / "check_meta.py"), str(shared / "metasched"),
-         f"{kao} {{argv}}", "-v", "-j", "2"],
-        capture_output=True, text=True, timeout=1800, check=False,
+        [sys.executable, str(shared / "metasched" / "check_meta.py"), str(shared / "metasched"), template,
+         "-v", "-j", "2"],
+        capture_output=True, text=True, timeout=3600, check=False, env=env,
     )
     assert re.search(r"^\d+ passed, \d+ failed$", proc.stdout, re.MULTILINE), proc.stdout[-2000:] + proc.stderr[-2000:]
     return parse_outcome(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def metasched_outcome() -> dict[str, str]:
+    require_shared()
+    kao = shutil.which("oarsched-kao")
+    assert kao, "oarsched-kao is not on PATH: install the package (pip install .)"
+    return run_check_meta(f"{kao} {{argv}}")
 
 
 @pytest.mark.parametrize("case,tagged", metasched_cases(), ids=lambda v: v if isinstance(v, str) else "")

@@ -8,15 +8,13 @@ copied back for the checker's diff.
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_shared
-from tests.test_metasched import metasched_cases, parse_outcome
+from tests.test_metasched import metasched_cases, run_check_meta
 
 pytestmark = pytest.mark.postgres
 
@@ -25,15 +23,9 @@ WRAPPER = Path(__file__).resolve().parent / "kao_on_pg.py"
 
 @pytest.fixture(scope="session")
 def metasched_pg_outcome(pg_server) -> dict[str, str]:
-    shared = require_shared()
+    require_shared()
     env = dict(os.environ, OARSCHED_KAO_PG_ADMIN=pg_server)
-    proc = subprocess.run(
-        [sys.executable, str(shared / "metasched" / "check_meta.py"), str(shared / "metasched"),
-         f"{sys.executable} {WRAPPER} {{db}} {{conf}} {{argv}}", "-v", "-j", "2"],
-        capture_output=True, text=True, timeout=3600, env=env, check=False,
-    )
-    assert re.search(r"^\d+ passed, \d+ failed$", proc.stdout, re.MULTILINE), proc.stdout[-2000:] + proc.stderr[-2000:]
-    return parse_outcome(proc.stdout)
+    return run_check_meta(f"{sys.executable} {WRAPPER} {{db}} {{conf}} {{argv}}", env)
 
 
 @pytest.mark.parametrize("case,tagged", metasched_cases(), ids=lambda v: v if isinstance(v, str) else "")

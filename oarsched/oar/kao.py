@@ -65,12 +65,14 @@ from oarsched.errors import OarschedError, UsageError
 from oarsched.model.platform import Platform
 from oarsched.oar.config import OarConfig, setup_logging
 from oarsched.oar.db import OarDatabase, job_message
+from oarsched.oar.kamelot import _fail as kamelot_fail
 from oarsched.oar.kamelot import (
+    _first_line,
     _guarded_select,
     _known_states,
     _quota_state,
     considered_start_times,
-    one_line,
+    decision_messages,
     parse_now,
 )
 from oarsched.oar.metadb import NOT_WAITING_STATES, JobInfo, MetaDb
@@ -196,15 +198,8 @@ class KaoRound:
             accounting=lambda start, stop: db.read_accounting(conn, queues, start, stop),
             max_jobs=config.max_jobs_per_round)
         outcome = meta.schedule_group(rows.jobs, options)
-        result, karma = outcome.result, outcome.karma
-        messages, placed_karma = {}, {}
-        for jid, a in result.assignments.items():
-            job_type, q, name = rows.message_info[jid]
-            k = karma.get(jid) if karma else None
-            if k is not None:
-                placed_karma[jid] = k
-            messages[jid] = job_message(nb_resources=a.nb_resources, walltime=a.walltime, job_type=job_type,
-                                        queue=q, name=name, karma=k)
+        result = outcome.result
+        messages, placed_karma = decision_messages(result, rows.message_info, outcome.karma)
         considered = [j.id for j in outcome.jobs] + list(outcome.skipped)
         db.write_decisions(conn, result, messages, placed_karma, considered_start_times(considered, result, []))
 
@@ -529,16 +524,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str, logged: bool) -> int:
-    line = one_line(message)
-    if logged:
-        log.error("%s", line)
-    print(f"{PROG}: {line}", file=sys.stderr)
-    return 1
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
+    return kamelot_fail(message, logged, PROG)
 
 
 if __name__ == "__main__":  # pragma: no cover
