@@ -483,3 +483,21 @@ def test_walltime_reduction_never_below_the_time_used(tmp_path: Path):
         run(case)
     assert query(case, "SELECT moldable_walltime FROM moldable_job_descriptions WHERE moldable_job_id = 1") == [(600,)]
     assert query(case, "SELECT pending, granted FROM walltime_change") == [(-400, -600)]
+
+
+def test_demo_shows_the_whole_meta_round(tmp_path: Path, capsys):
+    from oarsched import cli
+
+    with _logging_restored():
+        assert cli.main(["demo", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "the whole meta-scheduler round (oarsched-kao)" in out
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("launched now"))
+    launched = [int(x) for x in line.split(":", 1)[1].replace(",", " ").split()]
+    eng = create_engine(f"sqlite:///{tmp_path / 'oar.sqlite'}")
+    try:
+        with eng.connect() as conn:
+            got = [r[0] for r in conn.execute(text("SELECT job_id FROM jobs WHERE state = 'toLaunch' ORDER BY job_id"))]
+    finally:
+        eng.dispose()
+    assert launched and got == launched
