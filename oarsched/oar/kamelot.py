@@ -41,7 +41,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -156,25 +156,56 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         report.not_considered = _not_considered(outcome, deadline)
         karma = outcome.karma
         t3 = time.perf_counter()
-        messages = {}
-        placed_karma = {}
-        for jid, a in result.assignments.items():
-            job_type, q, name = rows.message_info[jid]
-            k = karma.get(jid) if karma else None
-            if k is not None:
-                placed_karma[jid] = k
-            messages[jid] = job_message(nb_resources=a.nb_resources, walltime=a.walltime, job_type=job_type,
-                                        queue=q, name=name, karma=k)
+        messages, placed_karma = decision_messages(result, rows.message_info, karma)
         report.karma = placed_karma
         if write:
             log.info("queue %s: writing %d decisions", queue, len(result.assignments))
             report.resource_rows = db.write_decisions(conn, result, messages, placed_karma,
+<<<<<<< HEAD
                                                       outcome.considered_starts())
+=======
+                                                      considered_start_times([j.id for j in outcome.jobs] + list(outcome.skipped),
+                                                                             result, report.not_considered))
+>>>>>>> kao
     report.timings = {"read": t2 - t0, "schedule": t3 - t2, "write": time.perf_counter() - t3}  # write includes the commit
     _log_round(report)
     return report
 
 
+<<<<<<< HEAD
+=======
+def decision_messages(result: ScheduleResult, message_info: dict[int, tuple[str, str, str]],
+                      karma: dict[int, float]) -> tuple[dict[int, str], dict[int, float]]:
+    """``jobs.message`` of every placed job (``R=..,W=..,J=..,Q=..[,N=..][ (Karma=..)]``) and its karma."""
+    messages, placed_karma = {}, {}
+    for jid, a in result.assignments.items():
+        job_type, q, name = message_info[jid]
+        k = karma.get(jid) if karma else None
+        if k is not None:
+            placed_karma[jid] = k
+        messages[jid] = job_message(nb_resources=a.nb_resources, walltime=a.walltime, job_type=job_type,
+                                    queue=q, name=name, karma=k)
+    return messages, placed_karma
+
+
+def considered_start_times(order: Sequence[int], result: ScheduleResult, not_considered: Sequence[int]) -> dict[int, int]:
+    """``jobs.start_time`` as OAR3's kamelot leaves it (trap T22): the predicted start of each placed job,
+    -1 for each job the round considered but could not place (invalid, dependency, no room).
+
+    ``order`` is the round's jobs after the cap; the jobs the deadline cut off keep their old value,
+    as do the jobs past the cap.
+    """
+    skipped = set(not_considered)
+    out = {}
+    for jid in order:
+        if jid in skipped:
+            continue
+        a = result.assignments.get(jid)
+        out[jid] = -1 if a is None else a.start_time
+    return out
+
+
+>>>>>>> kao
 def _guarded_select(db: OarDatabase, conn) -> Callable[[object], list[int]]:
     """Resource ids a job's property expression selects; a query the database refuses is that job's error.
 
@@ -307,12 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _fail(message: str, logged: bool) -> int:
-    """Print ``oarsched-kamelot: MESSAGE`` (one line) on stderr, log it once logging is set up; return 1."""
+def _fail(message: str, logged: bool, prog: str = PROG) -> int:
+    """Print ``oarsched-kamelot: MESSAGE`` (one line; ``prog`` names another command) on stderr, log it once
+    logging is set up; return 1."""
     line = one_line(message)
     if logged:
-        log.error("%s", line)
-    print(f"{PROG}: {line}", file=sys.stderr)
+        logging.getLogger("oarsched").error("%s", line)
+    print(f"{prog}: {line}", file=sys.stderr)
     return 1
 
 
