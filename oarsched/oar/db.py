@@ -26,6 +26,7 @@ from oarsched.engine.scheduler import ScheduledJob, ScheduleResult
 from oarsched.errors import DatabaseError, JobError
 from oarsched.model.job import Dependency, Job, Moldable, ResourceGroup, parse_job_types
 from oarsched.model.platform import MAX_TIME, Resource
+from oarsched.oar.property_sql import to_sqlalchemy
 
 log = logging.getLogger("oarsched.db")
 
@@ -202,14 +203,18 @@ class OarDatabase:
         t = self.tables["resources"]
         stmt = select(t.c.resource_id)
         if expr is not None:
-            stmt = stmt.where(expr.to_sqlalchemy(t))
+            stmt = stmt.where(to_sqlalchemy(expr, t))
         return [int(r[0]) for r in conn.execute(stmt)]
 
     # -- waiting jobs --------------------------------------------------------------------
-    def read_waiting_jobs(self, conn: Connection, queues: Sequence[str], nodes_label: str = "network_address") -> JobRows:
-        """The queues' waiting jobs (not reservations), by job id, with moldables, types and dependencies."""
+    def read_waiting_jobs(self, conn: Connection, queues: Sequence[str], nodes_label: str = "network_address",
+                          reservation: str = "None") -> JobRows:
+        """The queues' waiting jobs (not reservations), by job id, with moldables, types and dependencies.
+
+        ``reservation="toSchedule"``: the new advance reservations instead (the meta-scheduler's).
+        """
         jobs_t = self.tables["jobs"]
-        waiting = (jobs_t.c.state == "Waiting", jobs_t.c.reservation == "None",
+        waiting = (jobs_t.c.state == "Waiting", jobs_t.c.reservation == reservation,
                    jobs_t.c.queue_name.in_(list(queues)))
         rows = conn.execute(
             select(jobs_t.c.job_id, jobs_t.c.job_user, jobs_t.c.project, jobs_t.c.job_name, jobs_t.c.queue_name,
@@ -311,7 +316,10 @@ class OarDatabase:
                 bad[jid] = str(exc)
         return {jid: list(mlds.values()) for jid, mlds in by_job.items()}  # rows come by moldable id
 
-    def _read_types(self, conn: Connection, ids: Select, bad: dict[int, str]) -> dict[int, dict[str, str]]:
+    def _read_types(self, conn: Connection, ids: Select | Sequence[int],
+                    bad: dict[int, str] | None = None) -> dict[int, dict[str, str]]:
+        """Types of the jobs ``ids`` selects; a job with a bad type row goes to ``bad`` (id -> why)."""
+        bad = {} if bad is None else bad
         t = self.tables["job_types"]
         stmt = select(t.c.job_id, t.c.type).where(t.c.job_id.in_(ids)).order_by(t.c.job_type_id)
         raw: dict[int, list[str]] = defaultdict(list)
@@ -412,7 +420,7 @@ class OarDatabase:
 
     # -- accounting (fairshare) ---------------------------------------------------------------
     def read_accounting(self, conn: Connection, queues: Sequence[str], window_start: int, now: int):
-        from oarsched.policies.sorting import load_accounting
+        from oarsched.oar.accounting import load_accounting
 
         return load_accounting(conn, self.tables, queues, window_start, now)
 
