@@ -124,7 +124,7 @@ def _mapping_arg(text: str, what: str, key=str, value=int) -> dict:
     return out
 
 
-def _progress_bar(enabled: bool | None, total: int):
+def _progress_bar(enabled: bool | None, total: int, desc: str = "simulating"):
     """A tqdm bar on stderr (when asked, or when stderr is a terminal) and its callback; (None, None) otherwise."""
     if enabled is False or (enabled is None and not sys.stderr.isatty()):
         return None, None
@@ -132,7 +132,7 @@ def _progress_bar(enabled: bool | None, total: int):
         from tqdm import tqdm
     except ImportError:
         return None, None
-    bar = tqdm(total=total, unit="job", desc="simulating", file=sys.stderr, leave=False)
+    bar = tqdm(total=total, unit="job", desc=desc, file=sys.stderr, leave=False)
 
     def update(done: int, _total: int) -> None:
         if done > bar.n:
@@ -141,31 +141,85 @@ def _progress_bar(enabled: bool | None, total: int):
     return bar, update
 
 
-def _sim_setup(args: argparse.Namespace):
-    """Platform, configuration and queues of ``oarsched simulate`` from its options."""
+def _sim_setup(args: argparse.Namespace, workload):
+    """Platform, configuration and queues of ``oarsched simulate`` from its options (and the SWF header)."""
     from oarsched.errors import UsageError
     from oarsched.oar.config import OarConfig
     from oarsched.sim import load_platform, queues_from_db
 
-    if bool(args.platform) == bool(args.db):
+    if args.platform and args.db:
         raise UsageError("give the platform with --platform SPEC or --db OAR_CONF (one of them)")
     config = None
     if args.config or args.db:
         config = OarConfig.load(args.config or args.db)
     db_config = OarConfig.load(args.db) if args.db else None
-    platform = load_platform(args.platform, config=db_config)
+    if args.platform or args.db:
+        platform = load_platform(args.platform, config=db_config)
+    else:
+        platform = _platform_from_header(workload)
     queues = None
     if args.queues:
         queues = _mapping_arg(args.queues, "--queues")
     elif db_config is not None:
         queues = queues_from_db(db_config)
-    return platform, config, queues
+    return platform, _security_time(config, args.security_time), queues
+
+
+def _platform_from_header(workload):
+    """The platform an SWF header describes (``MaxNodes`` nodes of equal size, else ``MaxProcs`` resources)."""
+    from oarsched.errors import UsageError
+    from oarsched.sim import platform_from_spec
+
+    def number(key: str) -> int:
+        try:
+            return int(workload.header.get(key, "0").split()[0])
+        except (ValueError, IndexError):
+            return 0
+
+    procs, nodes = number("MaxProcs"), number("MaxNodes")
+    if procs <= 0:
+        raise UsageError("give the platform with --platform SPEC or --db OAR_CONF (the workload has no SWF "
+                         "MaxProcs header to take it from)")
+    spec = f"network_address={nodes}/core={procs // nodes}" if 0 < nodes < procs and procs % nodes == 0 \
+        else f"resource_id={procs}"
+    print(f"platform: {spec} (from the SWF header: MaxProcs {procs}, MaxNodes {nodes or '-'}; "
+          "--platform to change)", file=sys.stderr)
+    return platform_from_spec(spec)
+
+
+def _security_time(config, seconds: int | None):
+    """The base configuration with the job security time: ``--security-time``, the file's, else OAR3's 60 s."""
+    from oarsched.oar.config import OarConfig
+
+    if seconds is None:
+        return config if config is not None else OarConfig.from_mapping({"SCHEDULER_JOB_SECURITY_TIME": 60})
+    values = dict(config.values) if config is not None else {}
+    values["SCHEDULER_JOB_SECURITY_TIME"] = seconds
+    return OarConfig(values=OarConfig.from_mapping(values).values, path=config.path if config else None)
+
+
+def _oversize(workload, platform) -> list[int]:
+    """Jobs asking more resources than the platform has (they will be rejected)."""
+    from oarsched.sim.formats import requested_resources
+
+    size = int(platform.schedulable.sum())
+    return [j.id for j in workload.jobs if requested_resources(j.request) > size]
+
+
+def _per_policy(path: str, name: str, many: bool) -> str:
+    """``path`` itself for one policy; ``stem-NAME.ext`` for each of several."""
+    if not many:
+        return path
+    stem, ext = os.path.splitext(path)
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return f"{stem}-{slug}{ext}"
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     import json
 
-    from oarsched.sim import Simulator, load_workload, read_records
+    from oarsched.sim import load_workload, read_records
+    from oarsched.sim.policies import Policy, PolicyComparison, parse_policy, run_policy
 
     swf_options = {}
     if args.swf_level:
@@ -176,51 +230,118 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         from oarsched.errors import UsageError
 
         raise UsageError("--swf-level and --swf-queues apply to SWF workloads only")
+    policies = [parse_policy(p) for p in args.policy] or [
+        Policy(name=os.path.basename(args.config) if args.config else "fifo")]
     workload = load_workload(args.workload, **swf_options)
-    platform, config, queues = _sim_setup(args)
+    platform, config, queues = _sim_setup(args, workload)
     quotas = None
     if args.quotas:
         from oarsched.model.quotas import QuotasConfig
 
         quotas = QuotasConfig.from_file(args.quotas, nb_resources_all=platform.nb_default_not_dead)
-    simulator = Simulator(platform, config=config, queues=queues, quotas=quotas, period=args.period,
-                          requeue_besteffort=args.requeue_besteffort)
-    bar, progress = _progress_bar(args.progress, len(workload))
-    t0 = time.perf_counter()
-    try:
-        result = simulator.run(workload, until=args.until, progress=progress)
-    finally:
-        if bar is not None:
-            bar.close()
-    elapsed = time.perf_counter() - t0
-    if args.out:
-        result.save(args.out)
-    if args.gantt:
-        from oarsched.viz import draw_gantt, gantt_from_simulation
-
-        draw_gantt(gantt_from_simulation(result, title=os.path.basename(args.workload)), args.gantt)
-    comparison = None
+    oversize = _oversize(workload, platform)
+    if oversize:
+        print(f"warning: {len(oversize)} jobs ask more resources than the platform's {int(platform.schedulable.sum())}"
+              f" (they are rejected): {', '.join(map(str, oversize[:10]))}{' ...' if len(oversize) > 10 else ''}",
+              file=sys.stderr)
+    comparison = PolicyComparison({}, bound=args.bound)
+    for policy in policies:
+        bar, progress = _progress_bar(args.progress, len(workload), f"simulating {policy.name}")
+        try:
+            result, seconds = run_policy(workload, platform, policy, config, queues=queues, quotas=quotas,
+                                         period=args.period, requeue_besteffort=args.requeue_besteffort,
+                                         until=args.until, progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
+        comparison.results[policy.name] = result
+        comparison.seconds[policy.name] = seconds
+    _save_outputs(args, comparison)
+    first = next(iter(comparison.results.values()))
+    versus = None
     if args.compare:
-        comparison = result.compare(read_records(args.compare), names=("this run", os.path.basename(args.compare)),
-                                    bound=args.bound, other_resources=args.compare_resources)
+        versus = first.compare(read_records(args.compare), names=("this run", os.path.basename(args.compare)),
+                               bound=args.bound, other_resources=args.compare_resources)
     if args.json:
-        data = {"metrics": result.metrics(args.bound).as_dict(), "rounds": result.rounds,
-                "skipped": len(result.skipped), "seconds": round(elapsed, 3)}
-        if comparison is not None:
-            data["compared"] = comparison.b.as_dict()
+        data = {"metrics": first.metrics(args.bound).as_dict(), "rounds": first.rounds,
+                "skipped": len(first.skipped), "seconds": round(comparison.seconds[policies[0].name], 3),
+                "security_time": first.config.job_security_time,
+                "policies": {name: {"metrics": r.metrics(args.bound).as_dict(), "rounds": r.rounds}
+                             for name, r in comparison.results.items()}}
+        if versus is not None:
+            data["compared"] = versus.b.as_dict()
         print(json.dumps(data, indent=1))
         return 0
-    print(f"{args.workload}: {len(workload)} jobs ({len(result.skipped)} entries skipped) on "
-          f"{result.resources} resources; {result.rounds} scheduling rounds in {elapsed:.2f} s")
-    for line, job_id, why in result.skipped[:5]:
+    print(f"{args.workload}: {len(workload)} jobs ({len(first.skipped)} entries skipped) on "
+          f"{first.resources} resources; job security time {first.config.job_security_time} s"
+          f"{_security_note(args)}")
+    for line, job_id, why in first.skipped[:5]:
         print(f"    skipped line {line} (job {job_id}): {why}")
-    if len(result.skipped) > 5:
-        print(f"    ... and {len(result.skipped) - 5} more")
+    if len(first.skipped) > 5:
+        print(f"    ... and {len(first.skipped) - 5} more")
+    for name, result in comparison.results.items():
+        print(f"{name}: {result.rounds} scheduling rounds in {comparison.seconds[name]:.2f} s")
     print()
-    print(comparison.format() if comparison is not None else result.metrics(args.bound).format())
-    for what, path in (("records", args.out), ("gantt chart", args.gantt)):
+    if versus is not None:
+        print(versus.format())
+    elif len(comparison.results) > 1:
+        print(comparison.table())
+    else:
+        print(first.metrics(args.bound).format())
+    for note in comparison.notes():
+        print(f"note: {note}")
+    for what, path in (("records", args.out), ("gantt chart", args.gantt), ("metrics plot", args.plot),
+                       ("Batsim outputs", args.batsim), ("SWF", args.swf_out)):
         if path:
             print(f"\n{what}: {path}")
+    return 0
+
+
+def _security_note(args: argparse.Namespace) -> str:
+    if args.security_time is not None:
+        return " (--security-time)"
+    if args.config or args.db:
+        return " (from the configuration)"
+    return " (OAR3's default; --security-time 0 to change)"
+
+
+def _save_outputs(args: argparse.Namespace, comparison) -> None:
+    """Records, Batsim CSVs, SWF and charts of every policy run (one file per policy when several)."""
+    from oarsched.sim.formats import write_batsim_jobs, write_batsim_schedule, write_swf
+
+    many = len(comparison.results) > 1
+    for name, result in comparison.results.items():
+        if args.out:
+            result.save(_per_policy(args.out, name, many))
+        if args.batsim:
+            folder = os.path.join(args.batsim, name) if many else args.batsim
+            os.makedirs(folder, exist_ok=True)
+            write_batsim_jobs(result, os.path.join(folder, "out_jobs.csv"), workload_name=name)
+            write_batsim_schedule(result, os.path.join(folder, "out_schedule.csv"), comparison.seconds[name])
+        if args.swf_out:
+            write_swf(result, _per_policy(args.swf_out, name, many))
+        if args.gantt:
+            from oarsched.viz import draw_gantt, gantt_from_simulation
+
+            chart = gantt_from_simulation(result, title=f"{os.path.basename(args.workload)}: {name}",
+                                          start=args.start, end=args.end)
+            draw_gantt(chart, _per_policy(args.gantt, name, many), start=args.start, end=args.end)
+            if chart.skipped:
+                print(f"warning: {len(chart.skipped)} jobs not drawn (no resource on the platform): "
+                      f"{', '.join(map(str, chart.skipped[:10]))}", file=sys.stderr)
+    if args.plot:
+        comparison.plot(args.plot)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from oarsched.sim.formats import write_workload_swf
+    from oarsched.sim.synthetic import synthetic_workload
+
+    workload = synthetic_workload(args.jobs, nodes=args.nodes, cores_per_node=args.cores_per_node, load=args.load,
+                                  seed=args.seed, users=args.users)
+    write_workload_swf(workload, args.output)
+    print(f"{args.output}: {len(workload)} jobs on {args.nodes} nodes x {args.cores_per_node} cores "
+          f"(offered load {args.load}, seed {args.seed})")
     return 0
 
 
@@ -256,8 +377,14 @@ def _add_simulate_parser(sub) -> None:
                        description="Event-driven simulation of OAR's scheduling loop with oarsched's scheduler.")
     p.add_argument("workload", help="workload file: .swf, .json, .jsonl or .csv")
     p.add_argument("--platform", metavar="SPEC",
-                   help="'switch=2/network_address=4/core=8' (top level first), or a JSON file of resources")
+                   help="'switch=2/network_address=4/core=8' (top level first), or a JSON file of resources "
+                   "(default: the SWF header's MaxNodes/MaxProcs)")
     p.add_argument("--db", metavar="OAR_CONF", help="take the platform and the queues from this OAR3 database")
+    p.add_argument("--policy", action="append", default=[], metavar="NAME",
+                   help="fifo, fairshare, sjf, best-fit, easy, conf=FILE, or a '+' combination; repeat to "
+                   "compare several side by side")
+    p.add_argument("--security-time", type=int, metavar="S",
+                   help="job security time (default: the configuration's, else OAR3's 60 s)")
     p.add_argument("--config", metavar="OAR_CONF", help="oar.conf-like file: JOB_PRIORITY, QUOTAS, "
                    "SCHEDULER_JOB_SECURITY_TIME... (default: the --db file, else defaults with no security time)")
     p.add_argument("--queues", metavar="NAME=PRIO,...", help="queues and priorities "
@@ -275,10 +402,30 @@ def _add_simulate_parser(sub) -> None:
                    help="schedulable resources of the compared run's platform (default: this run's)")
     p.add_argument("--bound", type=int, default=10, metavar="S", help="bounded-slowdown threshold (default 10 s)")
     p.add_argument("--gantt", metavar="CHART", help="also draw the run as a Gantt chart (.svg or .png)")
+    p.add_argument("--from", dest="start", type=int, metavar="T", help="with --gantt: left end of the time window")
+    p.add_argument("--to", dest="end", type=int, metavar="T", help="with --gantt: right end of the time window")
+    p.add_argument("--plot", metavar="CHART", help="plot utilization, queue length and per-user slowdown over "
+                   "time for every policy (.svg or .png)")
+    p.add_argument("--batsim", metavar="DIR", help="write Batsim's out_jobs.csv and out_schedule.csv there")
+    p.add_argument("--swf-out", metavar="SWF", help="write the simulated run as an SWF trace")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
     p.set_defaults(func=cmd_simulate)
+
+
+def _add_synth_parser(sub) -> None:
+    p = sub.add_parser("synth", help="write a synthetic SWF trace shaped like the Parallel Workloads Archive's",
+                       description="A deterministic synthetic trace (Poisson arrivals, core and node requests, "
+                       "over-estimated walltimes, users of unequal activity) as SWF.")
+    p.add_argument("jobs", type=int, help="number of jobs")
+    p.add_argument("-o", "--output", required=True, metavar="SWF", help="the trace to write")
+    p.add_argument("--nodes", type=int, default=128, help="nodes of the platform (default 128)")
+    p.add_argument("--cores-per-node", type=int, default=8, help="cores per node (default 8)")
+    p.add_argument("--load", type=float, default=0.85, help="offered load (default 0.85)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--users", type=int, default=20, help="number of users (default 20)")
+    p.set_defaults(func=cmd_synth)
 
 
 def _add_gantt_parser(sub) -> None:
@@ -318,13 +465,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", help="folder for the demo database and oar.conf (default: a new temporary folder)")
     p.set_defaults(func=cmd_demo)
     _add_simulate_parser(sub)
+    _add_synth_parser(sub)
     _add_gantt_parser(sub)
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
     except OarschedError as exc:
         print(f"oarsched: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # the reader went away (``| head``): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -49,9 +49,17 @@ every queue:
 * **Dependencies** (``depends``): the waiting job sees the state of the jobs
   it needs (Waiting, Running, Terminated with exit code 0 when completed,
   Error when killed or rejected) and the engine applies OAR's rules.
+* **Backfilling**: OAR's is conservative (every waiting job gets a
+  reservation in its order; a later job starts earlier only when it delays
+  none of them).  ``backfilling="easy"`` is the EASY baseline researchers
+  compare against: jobs start in order while they can; the first that
+  cannot gets a reservation, and every later job starts now only when it
+  does not delay that one job (the others get no reservation).
 * The job security time is ``SCHEDULER_JOB_SECURITY_TIME`` of the
   configuration given; without a configuration it is 0 (as in the library's
   :func:`oarsched.schedule`) so that hand-computed schedules are exact.
+  OAR3's default is 60 s: ``oarsched simulate`` uses 60 s unless told
+  otherwise, and says so.
 """
 from __future__ import annotations
 
@@ -62,7 +70,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from oarsched.engine.scheduler import Assignment, ScheduledJob, Scheduler, SchedulerOptions
+from oarsched.engine.scheduler import Assignment, ScheduledJob, Scheduler, SchedulerOptions, ScheduleResult
 from oarsched.errors import ConfigError
 from oarsched.model.job import Dependency, Job
 from oarsched.model.platform import Platform
@@ -72,7 +80,7 @@ from oarsched.sim.metrics import DEFAULT_BOUND, Comparison, Metrics, compare, co
 from oarsched.sim.records import JobRecord, Run, write_records
 from oarsched.sim.workload import Workload, WorkloadJob, load_workload
 
-__all__ = ["DEFAULT_QUEUES", "SimulationResult", "Simulator", "simulate"]
+__all__ = ["BACKFILLING", "DEFAULT_QUEUES", "SimulationResult", "Simulator", "simulate"]
 
 log = logging.getLogger("oarsched.sim")
 
@@ -80,6 +88,9 @@ DEFAULT_QUEUES: dict[str, int] = {"admin": 10, "default": 2, "besteffort": 0}
 """OAR's stock queues and priorities."""
 
 DEFAULT_ACCOUNTING_WINDOW = 86400
+
+BACKFILLING = ("conservative", "easy")
+"""Backfilling disciplines: OAR's (conservative) and EASY."""
 
 Progress = Callable[[int, int], None]
 """``progress(jobs_done, jobs_total)``, called after each instant of simulated time."""
@@ -100,6 +111,8 @@ class SimulationResult:
     """Scheduling rounds run (one per instant with something to schedule)."""
     skipped: list[tuple[int, int | None, str]] = field(default_factory=list)
     """Workload entries left out before simulating: ``(line, job id, reason)``."""
+    config: OarConfig | None = None
+    """The configuration the run used (ordering policy, security time...)."""
 
     @property
     def resources(self) -> int:
@@ -203,11 +216,16 @@ class Simulator:
     :class:`~oarsched.plugins.PluginRegistry` resolving ``find=``/``assign=``
     job types (default: the scheduler's, from the installed entry points);
     CUSTOM orderings come from ``JOB_PRIORITY=CUSTOM`` in ``config``.
+    ``backfilling``: ``"conservative"`` (OAR's) or ``"easy"``.
     """
 
     def __init__(self, platform: Platform, *, config: OarConfig | Mapping[str, Any] | None = None,
                  queues: Mapping[str, int] | None = None, quotas: Any = None, period: int | None = None,
-                 requeue_besteffort: bool = False, plugins: Any = None) -> None:
+                 requeue_besteffort: bool = False, plugins: Any = None,
+                 backfilling: str = "conservative") -> None:
+        if backfilling not in BACKFILLING:
+            raise ConfigError(f"backfilling must be one of {', '.join(BACKFILLING)}, got {backfilling!r}")
+        self.backfilling = backfilling
         self.platform = platform
         self.config = _config(config)
         self.config.validate()
@@ -291,6 +309,7 @@ class _Run:
         self.seq = 0
         self.wake_generation = 0
         self.fits_cache: dict[tuple, str] = {}
+        self.need_cache: dict[int, int] = {}
         self.accounting = _Accounting(sim.accounting_window, sim.config.fairsharing_window_size
                                       if needs_accounting(sim.config) else 0)
         for spec in workload.jobs:
@@ -469,7 +488,10 @@ class _Run:
                 continue
             jobs = self.ordered(waiting, queue, now)
             scheduler = self.sim.besteffort_scheduler if queue == "besteffort" else self.sim.scheduler
-            result = scheduler.schedule(jobs, now, scheduled)
+            if self.sim.backfilling == "easy":
+                result = self.schedule_easy(scheduler, jobs, now, scheduled)
+            else:
+                result = scheduler.schedule(jobs, now, scheduled)
             for job_id, why in result.unscheduled.items():
                 waiting[job_id].reason = why
             for job_id, error in result.errors.items():
@@ -479,6 +501,73 @@ class _Run:
                 decisions[job_id] = a
                 scheduled.append(self.as_scheduled(self.jobs[job_id], a, a.start_time, "Waiting"))
         return decisions
+
+    def schedule_easy(self, scheduler: Scheduler, jobs: list[Job], now: int,
+                      scheduled: list[ScheduledJob]) -> ScheduleResult:
+        """EASY backfilling: in order, start what can start now; only the first job that cannot is reserved.
+
+        Until that first job (the head), EASY and conservative backfilling
+        decide alike, so one conservative pass places the jobs before it;
+        the jobs after it are tried one by one against the head's reservation
+        only, and not at all once no resource is free now.
+        """
+        out = ScheduleResult()
+        held = list(scheduled)
+        result = scheduler.schedule(jobs, now, held)
+        head_at = len(jobs)
+        for i, job in enumerate(jobs):
+            a = result.assignments.get(job.id)
+            if a is None:
+                self._easy_unplaced(out, result, job.id)
+                continue
+            out.assignments[job.id] = a
+            held.append(self.as_scheduled(self.jobs[job.id], a, a.start_time, "Waiting"))
+            if a.start_time > now:
+                head_at = i
+                break
+        free = self._free_now(held, now)
+        for job in jobs[head_at + 1:]:
+            if free < self._easy_need(job):
+                out.unscheduled[job.id] = f"EASY backfilling: fewer than the resources it needs are free now"
+                continue
+            result = scheduler.schedule([job], now, held)
+            a = result.assignments.get(job.id)
+            if a is None:
+                self._easy_unplaced(out, result, job.id)
+            elif a.start_time > now:
+                out.unscheduled[job.id] = f"EASY backfilling: would delay job {jobs[head_at].id}, the first in line"
+            else:
+                out.assignments[job.id] = a
+                held.append(self.as_scheduled(self.jobs[job.id], a, a.start_time, "Waiting"))
+                free -= len(a.resources)
+        return out
+
+    @staticmethod
+    def _easy_unplaced(out: ScheduleResult, result: ScheduleResult, job_id: int) -> None:
+        if job_id in result.errors:
+            out.errors[job_id] = result.errors[job_id]
+        else:
+            out.unscheduled[job_id] = result.unscheduled.get(job_id, "no place")
+
+    def _free_now(self, held: list[ScheduledJob], now: int) -> int:
+        """Schedulable resources no held job occupies at ``now``."""
+        busy: set[int] = set()
+        for s in held:
+            if s.start_time <= now:
+                busy.update(s.resources)
+        roid_of = self.sim.platform.roid_of
+        schedulable = self.sim.platform.schedulable
+        return int(schedulable.sum()) - sum(1 for rid in busy if rid in roid_of and schedulable[roid_of[rid]])
+
+    def _easy_need(self, job: Job) -> int:
+        """A lower bound of the resources the job needs now (0 when unknown or when it may share them)."""
+        if "timesharing" in job.types:
+            return 0
+        if job.id not in self.need_cache:
+            from oarsched.sim.formats import requested_resources
+
+            self.need_cache[job.id] = requested_resources(self.jobs[job.id].spec.request)
+        return self.need_cache[job.id]
 
     def ordered(self, waiting: dict[int, _SimJob], queue: str, now: int) -> list[Job]:
         """The queue's waiting jobs in the policy's order, capped, with their dependencies' states."""
@@ -564,7 +653,7 @@ class _Run:
                 preemptions=job.preemptions, reason=job.reason,
             ))
         return SimulationResult(records=records, runs=self.runs, platform=self.sim.platform, workload=self.workload,
-                                rounds=self.rounds, skipped=list(self.workload.skipped))
+                                rounds=self.rounds, skipped=list(self.workload.skipped), config=self.sim.config)
 
 
 class _Accounting:
@@ -664,7 +753,8 @@ def _windows(start: int, stop: int, size: int) -> list[tuple[int, int, int]]:
 def simulate(workload: Workload | Iterable[WorkloadJob] | str | os.PathLike[str], platform: Platform, *,
              config: OarConfig | Mapping[str, Any] | None = None, queues: Mapping[str, int] | None = None,
              quotas: Any = None, period: int | None = None, requeue_besteffort: bool = False,
-             until: int | None = None, progress: Progress | None = None, plugins: Any = None) -> SimulationResult:
+             until: int | None = None, progress: Progress | None = None, plugins: Any = None,
+             backfilling: str = "conservative") -> SimulationResult:
     """Replay ``workload`` (jobs, a :class:`Workload` or a file path) on ``platform``.
 
     See :class:`Simulator` for the options and the module docstring for what
@@ -673,5 +763,5 @@ def simulate(workload: Workload | Iterable[WorkloadJob] | str | os.PathLike[str]
     if isinstance(workload, (str, os.PathLike)):
         workload = load_workload(workload)
     sim = Simulator(platform, config=config, queues=queues, quotas=quotas, period=period,
-                    requeue_besteffort=requeue_besteffort, plugins=plugins)
+                    requeue_besteffort=requeue_besteffort, plugins=plugins, backfilling=backfilling)
     return sim.run(workload, until=until, progress=progress)
