@@ -351,13 +351,24 @@ def cmd_gantt(args: argparse.Namespace) -> int:
 
     if sum(1 for source in (args.db, args.result, args.sim) if source) != 1:
         raise UsageError("give one schedule: --db OAR_CONF, --result RESULT_JSON or --sim RECORDS")
+    if args.serve and not args.db:
+        raise UsageError("--serve draws a live OAR3 database: give it with --db OAR_CONF")
+    if not args.serve and not args.output:
+        raise UsageError("give the chart file with -o CHART (.svg, .png or .html), or --serve with --db")
     if args.db:
         from oarsched.oar.config import OarConfig
         from oarsched.oar.db import OarDatabase
 
         config = OarConfig.load(args.db)
-        now = args.now if args.now is not None else int(time.time())
-        chart = gantt_from_db(OarDatabase(config.sqlalchemy_url()), config, now, title=args.title or "")
+        db = OarDatabase(config.sqlalchemy_url())
+
+        def live_chart():
+            now = args.now if args.now is not None else int(time.time())
+            return gantt_from_db(db, config, now, title=args.title or "")
+
+        if args.serve:
+            return _serve(live_chart, args)
+        chart = live_chart()
     elif args.result:
         chart = load_schedule_json(args.result)
     else:
@@ -369,6 +380,29 @@ def cmd_gantt(args: argparse.Namespace) -> int:
         chart.title = args.title
     path = draw_gantt(chart, args.output, max_rows=args.max_rows, width=args.width, start=args.start, end=args.end)
     print(f"{path}: {len(chart.jobs) - len(chart.skipped)} jobs drawn")
+    if chart.skipped:
+        print(f"warning: {len(chart.skipped)} jobs not drawn (none of their resources is on the platform): "
+              f"{', '.join(map(str, chart.skipped[:10]))}{' ...' if len(chart.skipped) > 10 else ''}",
+              file=sys.stderr)
+    return 0
+
+
+def _serve(make_chart, args: argparse.Namespace) -> int:
+    from oarsched.viz.html import serve_gantt
+
+    def ready(server) -> None:
+        host, port = server.server_address[:2]
+        print(f"serving the gantt of {args.db} at http://{host}:{port}/ (refreshed every {args.refresh} s; "
+              "Ctrl-C stops)", flush=True)
+
+    try:
+        serve_gantt(make_chart, host="127.0.0.1", port=args.port, refresh=args.refresh, ready=ready)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        from oarsched.errors import UsageError
+
+        raise UsageError(f"--serve: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}") from None
     return 0
 
 
@@ -401,7 +435,7 @@ def _add_simulate_parser(sub) -> None:
     p.add_argument("--compare-resources", type=int, metavar="N",
                    help="schedulable resources of the compared run's platform (default: this run's)")
     p.add_argument("--bound", type=int, default=10, metavar="S", help="bounded-slowdown threshold (default 10 s)")
-    p.add_argument("--gantt", metavar="CHART", help="also draw the run as a Gantt chart (.svg or .png)")
+    p.add_argument("--gantt", metavar="CHART", help="also draw the run as a Gantt chart (.svg, .png or .html)")
     p.add_argument("--from", dest="start", type=int, metavar="T", help="with --gantt: left end of the time window")
     p.add_argument("--to", dest="end", type=int, metavar="T", help="with --gantt: right end of the time window")
     p.add_argument("--plot", metavar="CHART", help="plot utilization, queue length and per-user slowdown over "
@@ -429,14 +463,19 @@ def _add_synth_parser(sub) -> None:
 
 
 def _add_gantt_parser(sub) -> None:
-    p = sub.add_parser("gantt", help="draw a schedule as a Gantt chart (SVG or PNG)",
+    p = sub.add_parser("gantt", help="draw a schedule as a Gantt chart (SVG, PNG or interactive HTML)",
                        description="Gantt chart of an OAR3 database's gantt, a saved library result or a simulation.")
     p.add_argument("--db", metavar="OAR_CONF", help="the gantt tables of the OAR3 database this oar.conf names")
     p.add_argument("--now", type=int, help="with --db: the current time (default: this machine's clock)")
     p.add_argument("--result", metavar="RESULT_JSON", help="a round saved by oarsched.viz.save_schedule_json")
     p.add_argument("--sim", metavar="RECORDS", help="records of 'oarsched simulate --out'")
     p.add_argument("--platform", metavar="SPEC", help="with --sim: the platform (rows grouped by its hierarchy)")
-    p.add_argument("-o", "--output", required=True, metavar="CHART", help="output file, .svg or .png")
+    p.add_argument("-o", "--output", metavar="CHART",
+                   help="output file: .svg, .png, or .html (an interactive page that needs no network)")
+    p.add_argument("--serve", action="store_true", help="with --db: serve the interactive page of the live "
+                   "database on 127.0.0.1, refreshed as rounds are written")
+    p.add_argument("--port", type=int, default=8000, help="with --serve: the port (default 8000)")
+    p.add_argument("--refresh", type=int, default=10, metavar="S", help="with --serve: reload every S seconds")
     p.add_argument("--from", dest="start", type=int, metavar="T", help="left end of the time window")
     p.add_argument("--to", dest="end", type=int, metavar="T", help="right end of the time window")
     p.add_argument("--max-rows", type=int, default=150, help="rows before aggregating per node (default 150)")

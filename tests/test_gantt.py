@@ -208,7 +208,7 @@ def test_unknown_kind_and_format(tmp_path):
     with pytest.raises(GanttError, match="unknown kind 'done'"):
         GanttJob(1, 0, 1, [1], kind="done")
     chart = GanttChart(Platform.from_hierarchy({"resource_id": 2}, leaf="resource_id"), [GanttJob(1, 0, 5, [1, 7])])
-    with pytest.raises(GanttError, match="name it .svg or .png"):
+    with pytest.raises(GanttError, match="name it .svg, .png or .html"):
         draw_gantt(chart, tmp_path / "c.jpg")
     outside = GanttChart(chart.platform, [GanttJob(2, 0, 5, [42])])
     draw_gantt(outside, tmp_path / "c.svg")

@@ -82,6 +82,10 @@ class GanttJob:
     resources: Sequence[int]
     kind: str = "scheduled"
     label: str = ""
+    user: str = ""
+    queue: str = ""
+    request: str = ""
+    name: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -104,6 +108,10 @@ class GanttChart:
     """Right end of the time window shown (default: the last box end)."""
     skipped: list[int] = field(default_factory=list)
     """Jobs not drawn because none of their resources is on the platform."""
+    epoch: int = 0
+    """Seconds added to the chart's times to get Unix time (an SWF trace's ``UnixStartTime``)."""
+    tz: str = "UTC"
+    """IANA time zone the date axis is written in (an SWF trace's ``TimeZoneString`` when it is one)."""
 
 
 # ---------------------------------------------------------------------------- sources
@@ -120,12 +128,16 @@ def gantt_from_result(platform: Platform, result, jobs: Iterable[Any] = (), sche
     """
     types = {j.id: j.types for j in jobs}
     boxes = []
+    by_id = {j.id: j for j in jobs}
     for s in scheduled:
         boxes.append(GanttJob(s.id, s.start_time, s.start_time + int(s.walltime), list(s.resources),
-                              _scheduled_kind(s, now)))
+                              _scheduled_kind(s, now), user=s.user or "", queue=s.queue or "", name=s.name or ""))
     for a in result.assignments.values():
         kind = "besteffort" if "besteffort" in types.get(a.job_id, {}) else "scheduled"
-        boxes.append(GanttJob(a.job_id, a.start_time, a.start_time + a.walltime, a.resources, kind))
+        job = by_id.get(a.job_id)
+        boxes.append(GanttJob(a.job_id, a.start_time, a.start_time + a.walltime, a.resources, kind,
+                              user=getattr(job, "user", "") or "", queue=getattr(job, "queue", "") or "",
+                              name=getattr(job, "name", "") or ""))
     return GanttChart(platform, boxes, now=now, title=title)
 
 
@@ -155,7 +167,8 @@ def gantt_from_db(db, config, now: int, title: str = "") -> GanttChart:
         reservations = frozenset(int(r[0]) for r in conn.execute(
             select(jobs_t.c.job_id).where(jobs_t.c.reservation != "None")))
     boxes = [GanttJob(s.id, s.start_time, s.start_time + int(s.walltime) + config.job_security_time,
-                      list(s.resources), _scheduled_kind(s, now, reservations)) for s in scheduled]
+                      list(s.resources), _scheduled_kind(s, now, reservations), user=s.user or "",
+                      queue=s.queue or "", name=s.name or "") for s in scheduled]
     return GanttChart(platform, boxes, now=now, title=title or f"gantt at {_date(now)}")
 
 
@@ -168,9 +181,12 @@ def gantt_from_simulation(result, platform: Platform | None = None, *, start: in
     """
     from oarsched.sim.records import JobRecord, Run
 
+    epoch, tz, requests = 0, "UTC", {}
     if hasattr(result, "runs"):
         records, runs = result.records, result.runs
         platform = platform or result.platform
+        epoch, tz = trace_clock(result.workload.header)
+        requests = {j.id: j.request for j in result.workload.jobs}
     else:
         records = list(result)
         runs = [Run(r.id, r.start, r.end, tuple(r.resources), r.status) for r in records
@@ -183,8 +199,30 @@ def gantt_from_simulation(result, platform: Platform | None = None, *, start: in
         if run.end is None or (start is not None and run.end <= start) or (end is not None and run.start >= end):
             continue
         rec = by_id.get(run.job_id)
-        boxes.append(GanttJob(run.job_id, run.start, run.end, run.resources, _run_kind(run.outcome, rec)))
-    return GanttChart(platform, boxes, now=None, title=title, start=start, end=end)
+        boxes.append(GanttJob(run.job_id, run.start, run.end, run.resources, _run_kind(run.outcome, rec),
+                              user=rec.user if rec else "", queue=rec.queue if rec else "",
+                              request=requests.get(run.job_id, "")))
+    return GanttChart(platform, boxes, now=None, title=title, start=start, end=end, epoch=epoch, tz=tz)
+
+
+def trace_clock(header: dict[str, str]) -> tuple[int, str]:
+    """``(UnixStartTime, time zone)`` of an SWF header: ``(0, "UTC")`` when absent.
+
+    ``TimeZoneString`` is used when it is an IANA name (``Europe/Paris``);
+    an abbreviation such as ``CEST`` names no rule, and UTC is kept.
+    """
+    from zoneinfo import ZoneInfo
+
+    try:
+        epoch = int(header.get("UnixStartTime", "0").split()[0])
+    except (ValueError, IndexError):
+        epoch = 0
+    tz = header.get("TimeZoneString", "").strip() or "UTC"
+    try:
+        ZoneInfo(tz)
+    except (ValueError, OSError, KeyError):
+        tz = "UTC"
+    return epoch, tz
 
 
 def _run_kind(outcome: str, record) -> str:
@@ -502,11 +540,16 @@ def _date(t: int) -> str:
 
 def draw_gantt(chart: GanttChart, path: str | os.PathLike[str], *, max_rows: int = 150, width: float = 14.0,
                start: int | None = None, end: int | None = None, dpi: int = 100) -> str:
-    """Write ``chart`` to ``path``: SVG for ``.svg``, PNG for ``.png`` (the format follows the extension)."""
+    """Write ``chart`` to ``path``: SVG for ``.svg``, PNG for ``.png``, the interactive page for ``.html``."""
     target = os.fspath(path)
     fmt = Path(target).suffix.lower().lstrip(".")
+    if fmt == "html":
+        from oarsched.viz.html import write_gantt_html
+
+        return write_gantt_html(chart, target, start=start, end=end)
     if fmt not in ("svg", "png"):
-        raise GanttError(f"{target}: the chart is written as SVG or PNG: name it .svg or .png")
+        raise GanttError(f"{target}: the chart is written as SVG, PNG or an interactive HTML page: "
+                         "name it .svg, .png or .html")
     import matplotlib
 
     with matplotlib.rc_context({"svg.fonttype": "none", "hatch.linewidth": 0.5}):
