@@ -325,7 +325,8 @@ def _save_outputs(args: argparse.Namespace, comparison) -> None:
 
             chart = gantt_from_simulation(result, title=f"{os.path.basename(args.workload)}: {name}",
                                           start=args.start, end=args.end)
-            draw_gantt(chart, _per_policy(args.gantt, name, many), start=args.start, end=args.end)
+            draw_gantt(chart, _per_policy(args.gantt, name, many), start=args.start, end=args.end,
+                       colour_by=args.colour_by, compress_idle=args.compress_idle)
             if chart.skipped:
                 print(f"warning: {len(chart.skipped)} jobs not drawn (no resource on the platform): "
                       f"{', '.join(map(str, chart.skipped[:10]))}", file=sys.stderr)
@@ -378,7 +379,16 @@ def cmd_gantt(args: argparse.Namespace) -> int:
         chart = gantt_from_simulation(read_records(args.sim), platform, start=args.start, end=args.end)
     if args.title:
         chart.title = args.title
-    path = draw_gantt(chart, args.output, max_rows=args.max_rows, width=args.width, start=args.start, end=args.end)
+    if args.epoch is not None:
+        chart.epoch = args.epoch
+    if args.tz:
+        from oarsched.viz.gantt import trace_clock
+
+        _, chart.tz = trace_clock({"TimeZoneString": args.tz})
+        if chart.tz != args.tz:
+            raise UsageError(f"--tz {args.tz}: not a time zone name (e.g. Europe/Paris, UTC)")
+    path = draw_gantt(chart, args.output, max_rows=args.max_rows, width=args.width, start=args.start, end=args.end,
+                      colour_by=args.colour_by, compress_idle=args.compress_idle)
     print(f"{path}: {len(chart.jobs) - len(chart.skipped)} jobs drawn")
     if chart.skipped:
         print(f"warning: {len(chart.skipped)} jobs not drawn (none of their resources is on the platform): "
@@ -438,6 +448,10 @@ def _add_simulate_parser(sub) -> None:
     p.add_argument("--gantt", metavar="CHART", help="also draw the run as a Gantt chart (.svg, .png or .html)")
     p.add_argument("--from", dest="start", type=int, metavar="T", help="with --gantt: left end of the time window")
     p.add_argument("--to", dest="end", type=int, metavar="T", help="with --gantt: right end of the time window")
+    p.add_argument("--colour-by", choices=("state", "user", "queue", "job"), default="user",
+                   help="what the colours tell apart (default: user); the legend says it")
+    p.add_argument("--compress-idle", type=int, metavar="S",
+                   help="cut idle stretches longer than S seconds down to S (static charts), marked on the chart")
     p.add_argument("--plot", metavar="CHART", help="plot utilization, queue length and per-user slowdown over "
                    "time for every policy (.svg or .png)")
     p.add_argument("--batsim", metavar="DIR", help="write Batsim's out_jobs.csv and out_schedule.csv there")
@@ -478,9 +492,16 @@ def _add_gantt_parser(sub) -> None:
     p.add_argument("--refresh", type=int, default=10, metavar="S", help="with --serve: reload every S seconds")
     p.add_argument("--from", dest="start", type=int, metavar="T", help="left end of the time window")
     p.add_argument("--to", dest="end", type=int, metavar="T", help="right end of the time window")
+    p.add_argument("--colour-by", choices=("state", "user", "queue", "job"), default="state",
+                   help="what the colours tell apart (default: state); the legend says it")
+    p.add_argument("--compress-idle", type=int, metavar="S",
+                   help="cut idle stretches longer than S seconds down to S (static charts), marked on the chart")
     p.add_argument("--max-rows", type=int, default=150, help="rows before aggregating per node (default 150)")
     p.add_argument("--width", type=float, default=14.0, help="width in inches (default 14)")
     p.add_argument("--title", help="chart title")
+    p.add_argument("--epoch", type=int, metavar="T", help="with --sim: Unix time of t=0 (an SWF trace's "
+                   "UnixStartTime), for a date axis")
+    p.add_argument("--tz", metavar="ZONE", help="time zone of the date axis (e.g. Europe/Paris; default UTC)")
     p.set_defaults(func=cmd_gantt)
 
 

@@ -24,7 +24,8 @@ import numpy as np
 __all__ = ["gantt_data", "gantt_page", "serve_gantt", "write_gantt_html"]
 
 
-def gantt_data(chart, *, start: int | None = None, end: int | None = None, live: int = 0) -> dict[str, Any]:
+def gantt_data(chart, *, start: int | None = None, end: int | None = None, live: int = 0,
+               colour_by: str = "state") -> dict[str, Any]:
     """What the page draws: rows (resources with their hierarchy values), jobs with their row runs."""
     from oarsched.sim.records import format_ranges
     from oarsched.viz.gantt import _row_runs, _time_range
@@ -50,25 +51,27 @@ def gantt_data(chart, *, start: int | None = None, end: int | None = None, live:
     relative = chart.epoch == 0 and t1 < 1e9
     return {"title": chart.title, "now": chart.now, "t0": t0, "t1": t1, "epoch": chart.epoch, "tz": chart.tz,
             "relative": relative, "levels": levels, "rows": rows, "jobs": jobs, "values": values,
-            "dropped": len(dropped), "live": live}
+            "dropped": len(dropped), "live": live, "colour": "kind" if colour_by == "state" else colour_by}
 
 
-def gantt_page(chart, *, start: int | None = None, end: int | None = None, live: int = 0) -> str:
-    """The page's HTML text with the chart's data inside."""
+def gantt_page(chart, *, start: int | None = None, end: int | None = None, live: int = 0,
+               colour_by: str = "state") -> str:
+    """The page's HTML text with the chart's data inside (``colour_by``: the colouring it opens with)."""
     template = importlib_resources.files("oarsched.viz").joinpath("gantt_page.html").read_text(encoding="utf-8")
-    payload = json.dumps(gantt_data(chart, start=start, end=end, live=live), separators=(",", ":"))
+    payload = json.dumps(gantt_data(chart, start=start, end=end, live=live, colour_by=colour_by),
+                         separators=(",", ":"))
     return template.replace("__GANTT_DATA__", payload.replace("</", "<\\/"))
 
 
 def write_gantt_html(chart, path: str | os.PathLike[str], *, start: int | None = None,
-                     end: int | None = None) -> str:
+                     end: int | None = None, colour_by: str = "state") -> str:
     """Write the self-contained page to ``path``."""
     from oarsched.viz.gantt import GanttError
 
     target = os.fspath(path)
     try:
         with open(target, "w", encoding="utf-8") as fh:
-            fh.write(gantt_page(chart, start=start, end=end))
+            fh.write(gantt_page(chart, start=start, end=end, colour_by=colour_by))
     except OSError as exc:
         raise GanttError(f"{target}: cannot write it: {exc.strerror or exc}") from None
     return target
