@@ -49,15 +49,16 @@ def _pg_conf(check, case_dir: Path, pg_url: str, out: Path) -> None:
     check.write_conf(out, pairs)
 
 
-def _copy_gantt_back(pg_url: str, before: Path, after: Path) -> dict[int, str]:
-    """A copy of the case's SQLite file whose gantt tables hold what PostgreSQL now holds; and the jobs' messages."""
+def _copy_gantt_back(pg_url: str, before: Path, after: Path) -> tuple[dict[int, str], dict[int, int]]:
+    """A copy of the case's SQLite file whose gantt tables hold what PostgreSQL now holds; and the jobs'
+    messages and start times."""
     shutil.copy(before, after)
     engine = create_engine(pg_url)
     try:
         with engine.connect() as conn:
             preds = conn.execute(text("SELECT moldable_job_id, start_time FROM gantt_jobs_predictions")).all()
             res = conn.execute(text("SELECT moldable_job_id, resource_id FROM gantt_jobs_resources")).all()
-            msgs = {int(j): m for j, m in conn.execute(text("SELECT job_id, message FROM jobs")).all()}
+            jobs = conn.execute(text("SELECT job_id, message, start_time FROM jobs")).all()
     finally:
         engine.dispose()
     con = sqlite3.connect(after)
@@ -67,7 +68,7 @@ def _copy_gantt_back(pg_url: str, before: Path, after: Path) -> dict[int, str]:
         con.executemany("INSERT INTO gantt_jobs_predictions (moldable_job_id, start_time) VALUES (?, ?)", preds)
         con.executemany("INSERT INTO gantt_jobs_resources (moldable_job_id, resource_id) VALUES (?, ?)", res)
     con.close()
-    return msgs
+    return {int(j): m for j, m, _ in jobs}, {int(j): s for j, _, s in jobs}
 
 
 def _run_case(check, kamelot: str, admin_url: str, case_dir: Path) -> str:
@@ -83,10 +84,11 @@ def _run_case(check, kamelot: str, admin_url: str, case_dir: Path) -> str:
         proc = subprocess.run([kamelot, *case["argv"]], env=env, cwd=tmp, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             return f"exit code {proc.returncode}: {proc.stderr.strip()[-300:]}"
-        msgs = _copy_gantt_back(pg_url, case_dir / "before.sqlite", tmp / "after.sqlite")
+        msgs, starts = _copy_gantt_back(pg_url, case_dir / "before.sqlite", tmp / "after.sqlite")
         got = check.decisions(case_dir / "before.sqlite", tmp / "after.sqlite", case["queue"])
         got_msgs = {str(j): msgs.get(int(j)) for j in expected.get("messages", {})}
-        diffs = check.compare(expected, got, True, got_msgs)
+        got_starts = {str(j): starts.get(int(j)) for j in expected.get("job_start_times", {})}
+        diffs = check.compare(expected, got, True, got_msgs, got_starts)
         return "; ".join(diffs[:3]) if diffs else "PASS"
     finally:
         drop_database(admin_url, name)

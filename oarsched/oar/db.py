@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from sqlalchemy import Engine, asc, bindparam, create_engine, desc, insert, select, text, update
+from sqlalchemy import Engine, asc, create_engine, desc, exists, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,6 +31,7 @@ RESOURCE_CORE_COLUMNS = ("resource_id", "type", "state", "available_upto")
 # SQLite's scratch tables for the gantt write (temporary: private to the connection)
 _RANGES = "temp.oarsched_gantt_ranges"
 _OFFSETS = "temp.oarsched_offsets"
+_JOB_VALUES = "temp.oarsched_job_values"
 
 
 @dataclass
@@ -250,15 +251,23 @@ class OarDatabase:
 
     # -- writing -----------------------------------------------------------------------------
     def write_decisions(self, conn: Connection, result: ScheduleResult, messages: dict[int, str],
-                        karma: dict[int, float] | None = None) -> int:
-        """Insert the gantt rows of every assignment and update ``jobs.message`` (and ``last_karma``).
+                        karma: dict[int, float] | None = None, start_times: dict[int, int] | None = None) -> int:
+        """Insert the gantt rows of every assignment and update ``jobs.message``, ``last_karma`` and ``start_time``.
 
         Runs inside the caller's transaction: the round is written whole or not at all.
         Resource rows (one per resource, as OAR3 writes them: millions for a
         large round) are sent as contiguous ranges of resource ids and expanded
         inside the database in one statement (:meth:`_insert_resource_ranges`).
+        ``start_times`` is what OAR3's kamelot leaves in ``jobs.start_time``
+        (its ORM rows are flushed by its commit): the predicted start of each
+        placed job, -1 for each job considered but not placed; OAR3's
+        meta-scheduler reads the gantt back in that order.
         Returns the number of resource rows.
         """
+        self._start_times_from_gantt(conn)
+        self.update_jobs(conn, "start_time", start_times or {})
+        self.update_jobs(conn, "message", messages)
+        self.update_jobs(conn, "last_karma", karma or {})
         gp = self.tables["gantt_jobs_predictions"]
         assignments = sorted(result.assignments.values(), key=lambda a: a.job_id)
         if not assignments:
@@ -267,9 +276,61 @@ class OarDatabase:
         ranges: list[tuple[int, int, int]] = []
         for a in sorted(assignments, key=lambda a: a.moldable_id):
             ranges.extend((a.moldable_id, lo, hi) for lo, hi in _ranges(a.rids))
-        nrows = self._insert_resource_ranges(conn, ranges)
-        self._write_messages(conn, messages, karma or {})
-        return nrows
+        return self._insert_resource_ranges(conn, ranges)
+
+    def _start_times_from_gantt(self, conn: Connection) -> None:
+        """``jobs.start_time`` := gantt start for every job already in the gantt, where they differ.
+
+        OAR3's kamelot loads the jobs already in the gantt as ORM rows and sets
+        their ``start_time`` to the gantt start; its commit flushes that
+        (it matters for a reservation whose gantt start was pushed to now+1).
+        One statement, touching only the rows that change.
+        """
+        jobs_t = self.tables["jobs"]
+        gp = self.tables["gantt_jobs_predictions"]
+        gr = self.tables["gantt_jobs_resources"]
+        m = self.tables["moldable_job_descriptions"]
+        sub = (
+            select(m.c.moldable_job_id.label("job_id"), gp.c.start_time)
+            .join(gp, gp.c.moldable_job_id == m.c.moldable_id)
+            .where(m.c.moldable_index == "CURRENT", gp.c.start_time.is_not(None),
+                   exists().where(gr.c.moldable_job_id == gp.c.moldable_job_id))
+        ).subquery()
+        gantt_start = select(sub.c.start_time).where(sub.c.job_id == jobs_t.c.job_id).limit(1).scalar_subquery()
+        conn.execute(
+            update(jobs_t)
+            .where(jobs_t.c.job_id.in_(select(sub.c.job_id)), jobs_t.c.start_time.is_distinct_from(gantt_start))
+            .values(start_time=gantt_start)
+        )
+
+    def update_jobs(self, conn: Connection, column: str, values: dict[int, object]) -> None:
+        """``UPDATE jobs SET column = values[job_id]`` for every job id of ``values``, in one statement.
+
+        PostgreSQL: the ids and values travel as two arrays joined by ``unnest``.
+        SQLite: they go to a temporary table that the update reads.
+        """
+        if not values:
+            return
+        jobs_t = self.tables["jobs"]
+        quoted = conn.dialect.identifier_preparer.quote(column)
+        ids = list(values)
+        vals = [values[i] for i in ids]
+        if self.dialect == "postgresql":
+            sql_type = jobs_t.c[column].type.compile(dialect=conn.dialect)
+            conn.execute(text(
+                f"UPDATE jobs SET {quoted} = v.val FROM unnest(CAST(:ids AS INTEGER[]), CAST(:vals AS {sql_type}[])) "
+                "AS v(id, val) WHERE jobs.job_id = v.id"
+            ), {"ids": ids, "vals": vals})
+            return
+        conn.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {_JOB_VALUES} (id INTEGER PRIMARY KEY, val)"))
+        conn.execute(text(f"DELETE FROM {_JOB_VALUES}"))
+        conn.execute(text(f"INSERT INTO {_JOB_VALUES} (id, val) VALUES (:id, :val)"),
+                     [{"id": i, "val": v} for i, v in zip(ids, vals)])
+        conn.execute(text(
+            f"UPDATE jobs SET {quoted} = (SELECT v.val FROM {_JOB_VALUES} AS v WHERE v.id = jobs.job_id) "
+            f"WHERE job_id IN (SELECT id FROM {_JOB_VALUES})"
+        ))
+        conn.execute(text(f"DELETE FROM {_JOB_VALUES}"))
 
     def _insert_resource_ranges(self, conn: Connection, ranges: list[tuple[int, int, int]]) -> int:
         """Insert ``(moldable_id, resource_id)`` for every id of every ``(moldable_id, lo, hi)`` range.
@@ -306,19 +367,6 @@ class OarDatabase:
         ))
         conn.execute(text(f"DELETE FROM {_RANGES}"))
         return nrows
-
-    def _write_messages(self, conn: Connection, messages: dict[int, str], karma: dict[int, float]) -> None:
-        jobs_t = self.tables["jobs"]
-        if messages:
-            conn.execute(
-                update(jobs_t).where(jobs_t.c.job_id == bindparam("jid")).values(message=bindparam("msg")),
-                [{"jid": jid, "msg": msg} for jid, msg in messages.items()],
-            )
-        if karma:
-            conn.execute(
-                update(jobs_t).where(jobs_t.c.job_id == bindparam("jid")).values(last_karma=bindparam("k")),
-                [{"jid": jid, "k": k} for jid, k in karma.items()],
-            )
 
 
 def _gantt_start(row, now: int) -> int:

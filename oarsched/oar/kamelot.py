@@ -206,10 +206,28 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         report.karma = placed_karma
         if write:
             log.info("queue %s: writing %d decisions", queue, len(result.assignments))
-            report.resource_rows = db.write_decisions(conn, result, messages, placed_karma)
+            report.resource_rows = db.write_decisions(conn, result, messages, placed_karma,
+                                                      considered_start_times(order, result, report.not_considered))
     report.timings = {"read": t2 - t0, "schedule": t3 - t2, "write": time.perf_counter() - t3}  # write includes the commit
     _log_round(report)
     return report
+
+
+def considered_start_times(order: Sequence[int], result: ScheduleResult, not_considered: Sequence[int]) -> dict[int, int]:
+    """``jobs.start_time`` as OAR3's kamelot leaves it (trap T22): the predicted start of each placed job,
+    -1 for each job the round considered but could not place (invalid, dependency, no room).
+
+    ``order`` is the round's jobs after the cap; the jobs the deadline cut off keep their old value,
+    as do the jobs past the cap.
+    """
+    skipped = set(not_considered)
+    out = {}
+    for jid in order:
+        if jid in skipped:
+            continue
+        a = result.assignments.get(jid)
+        out[jid] = -1 if a is None else a.start_time
+    return out
 
 
 def _guarded_select(db: OarDatabase, conn) -> Callable[[object], list[int]]:
