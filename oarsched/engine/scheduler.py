@@ -62,6 +62,17 @@ class ScheduledJob:
     suspended_time: int = 0
 
 
+@dataclass(eq=False)
+class _Held:
+    """What the scheduler keeps of a ScheduledJob object between rounds (see ``Scheduler._held``)."""
+
+    job: ScheduledJob
+    res: np.ndarray
+    nb_default: int
+    key: tuple | None = None
+    occupation: Occupation | None = None
+
+
 @dataclass
 class Assignment:
     """Where and when a job runs."""
@@ -181,6 +192,13 @@ class Scheduler:
         self.suspendable = bitset.from_mask(platform.suspendable)
         self._resolve = constraints or GroupConstraints(platform)
         self.plugins = plugins
+        # Work kept between rounds for callers that schedule the same objects again (the simulator):
+        # compiled requests per Job, resource bitsets per ScheduledJob; keyed by identity, each entry
+        # holding its object (so the id cannot be reused), pruned to the objects of the latest round.
+        self._compiled: dict[int, tuple[Job, list[CompiledMoldable]]] = {}
+        self._held: dict[int, _Held] = {}
+        self.keep_between_rounds = True
+        """False forgets that work at every round (to measure what it saves)."""
 
     def plugin_registry(self) -> "PluginRegistry":
         """The registry of find/assign plugins (the entry points unless one was given)."""
@@ -191,7 +209,15 @@ class Scheduler:
         return self.plugins
 
     def _compile(self, job: Job) -> list[CompiledMoldable]:
-        """The job's moldables, compiled; W includes the security time."""
+        """The job's moldables, compiled once per Job object; W includes the security time."""
+        cached = self._compiled.get(id(job))
+        if cached is not None and cached[0] is job:
+            return cached[1]
+        compiled = self._compile_now(job)
+        self._compiled[id(job)] = (job, compiled)
+        return compiled
+
+    def _compile_now(self, job: Job) -> list[CompiledMoldable]:
         sec = self.options.job_security_time
         out = []
         if not job.moldables:
@@ -227,6 +253,10 @@ class Scheduler:
         self._insert_scheduled(slot_sets, list(scheduled), now, quotas)
         placed: dict[int, tuple[int, int]] = {}  # job id -> (start, W), for dependencies
         round_ids = {j.id for j in jobs}
+        if not self.keep_between_rounds:
+            self._compiled, self._held = {}, {}
+        if len(self._compiled) > 2 * len(jobs) + 1000:
+            self._compiled = {id(j): self._compiled[id(j)] for j in jobs if id(j) in self._compiled}
         for job in jobs:
             try:
                 self._schedule_job(job, slot_sets, placed, round_ids, result, quotas)
@@ -264,11 +294,13 @@ class Scheduler:
     def _insert_scheduled(self, slot_sets: dict[str, SlotSet], scheduled: list[ScheduledJob], now: int, quotas) -> None:
         sec = self.options.job_security_time
         per_set: dict[str, list[Occupation]] = {"default": []}
+        held: dict[int, _Held] = {}
         for job in sorted(scheduled, key=lambda j: (j.start_time, j.id)):
             is_be = "besteffort" in job.types
             if is_be and not self.options.besteffort_round:
                 continue
-            res = bitset.from_indices(self.platform.roids(job.resources), self.nbits)
+            entry = self._held_entry(job, held)
+            res = entry.res
             if job.state == "Suspended":
                 res = res & ~self.suspendable
             w = int(job.walltime) + sec + int(job.suspended_time)
@@ -279,19 +311,35 @@ class Scheduler:
                     inner = slot_sets[name] = new_slot_set(self.nbits, 1, bitset.empty(self.nbits), quotas=quotas)
                 give(inner, Occupation(start_time=max(job.start_time, now), walltime=w - sec, resources=res))
             set_name = job.types.get("inner", "default") if "inner" in job.types else "default"
-            per_set.setdefault(set_name, []).append(self._occupation(job, job.start_time, w, res, quotas))
+            key = (job.start_time, w, job.state, quotas is not None)
+            if entry.occupation is None or entry.key != key:
+                entry.key = key
+                entry.occupation = self._occupation(job, job.start_time, w, res, quotas,
+                                                    entry.nb_default if res is entry.res else None)
+            per_set.setdefault(set_name, []).append(entry.occupation)
+        self._held = held
         for name, ss in slot_sets.items():
             if name in per_set:
                 insert_jobs(ss, per_set[name], quotas)
 
-    def _occupation(self, job, start: int, w: int, res: np.ndarray, quotas) -> Occupation:
+    def _held_entry(self, job: ScheduledJob, held: dict[int, _Held]) -> _Held:
+        """A scheduled job's resource bitset and occupation, computed once per ScheduledJob object."""
+        entry = self._held.get(id(job))
+        if entry is None or entry.job is not job:
+            res = bitset.from_indices(self.platform.roids(job.resources), self.nbits)
+            entry = _Held(job, res, bitset.count(res & self.default_set))
+        held[id(job)] = entry
+        return entry
+
+    def _occupation(self, job, start: int, w: int, res: np.ndarray, quotas, nb_default: int | None = None) -> Occupation:
         ts_key = _ts_key(job)
         ph, ph_name = placeholder_of(job.types)
         counts = quotas is not None and "container" not in job.types
+        if nb_default is None:
+            nb_default = bitset.count(res & self.default_set)
         return Occupation(
             start_time=start, walltime=w, resources=res, ts_key=ts_key, ph=ph, ph_name=ph_name,
-            quota_job=_QuotaView.of(job) if counts else None,
-            nb_default=bitset.count(res & self.default_set), job_id=job.id,
+            quota_job=_QuotaView.of(job) if counts else None, nb_default=nb_default, job_id=job.id,
         )
 
     def _min_start(self, job: Job, placed: dict[int, tuple[int, int]], round_ids: set[int]) -> int | str:

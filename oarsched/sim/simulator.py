@@ -70,6 +70,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from oarsched.engine.scheduler import Assignment, ScheduledJob, Scheduler, SchedulerOptions, ScheduleResult
 from oarsched.errors import ConfigError
 from oarsched.model.job import Dependency, Job
@@ -109,6 +111,8 @@ class SimulationResult:
     workload: Workload
     rounds: int = 0
     """Scheduling rounds run (one per instant with something to schedule)."""
+    full_rounds: int = 0
+    """Rounds that replanned every waiting job (the others kept the last plan and placed the new jobs)."""
     skipped: list[tuple[int, int | None, str]] = field(default_factory=list)
     """Workload entries left out before simulating: ``(line, job id, reason)``."""
     config: OarConfig | None = None
@@ -217,15 +221,20 @@ class Simulator:
     job types (default: the scheduler's, from the installed entry points);
     CUSTOM orderings come from ``JOB_PRIORITY=CUSTOM`` in ``config``.
     ``backfilling``: ``"conservative"`` (OAR's) or ``"easy"``.
+    ``incremental``: reuse the last round's plan when it cannot change (see
+    :meth:`_Run.can_extend`), and keep compiled requests and running jobs'
+    resource sets between rounds; False replans every waiting job from
+    scratch at every event (the same records, slower: the tests compare both).
     """
 
     def __init__(self, platform: Platform, *, config: OarConfig | Mapping[str, Any] | None = None,
                  queues: Mapping[str, int] | None = None, quotas: Any = None, period: int | None = None,
                  requeue_besteffort: bool = False, plugins: Any = None,
-                 backfilling: str = "conservative") -> None:
+                 backfilling: str = "conservative", incremental: bool = True) -> None:
         if backfilling not in BACKFILLING:
             raise ConfigError(f"backfilling must be one of {', '.join(BACKFILLING)}, got {backfilling!r}")
         self.backfilling = backfilling
+        self.incremental = incremental
         self.platform = platform
         self.config = _config(config)
         self.config.validate()
@@ -241,6 +250,10 @@ class Simulator:
         self.accounting_window = int(self.config.get("ACCOUNTING_WINDOW", DEFAULT_ACCOUNTING_WINDOW) or
                                      DEFAULT_ACCOUNTING_WINDOW)
         quota_state = _quota_state(quotas, self.config, platform)
+        self.extendable = (incremental and backfilling == "conservative" and quota_state is None
+                           and self.config.job_priority == "FIFO")
+        """Whether a plan may be kept between rounds: a time-independent order (FIFO: by job id) and no
+        quotas calendar, so that a plan made earlier is the plan a later round would make."""
         sec = self.config.job_security_time
         extra = {} if plugins is None else {"plugins": plugins}
         options = SchedulerOptions(job_security_time=sec, quotas=quota_state)
@@ -248,6 +261,8 @@ class Simulator:
         self.besteffort_scheduler = Scheduler(
             platform, SchedulerOptions(job_security_time=sec, quotas=quota_state, besteffort_round=True), **extra)
         self.empty_scheduler = Scheduler(platform, SchedulerOptions(job_security_time=sec), **extra)
+        for scheduler in (self.scheduler, self.besteffort_scheduler):
+            scheduler.keep_between_rounds = incremental
         """Places one job alone, to tell jobs that can never fit."""
         self.first_upto = min((r.available_upto for r in platform.resources), default=2**31 - 1)
 
@@ -304,6 +319,11 @@ class _Run:
         self.besteffort_on: dict[int, int] = {}  # resource id -> running besteffort job id
         self.runs: list[Run] = []
         self.rounds = 0
+        self.full_rounds = 0
+        self.planned: dict[int, Assignment] = {}  # the last plan of the waiting jobs
+        self.planned_as: dict[int, ScheduledJob] = {}  # the same, as the engine sees them (made once)
+        self.plan_valid = False  # nothing happened since that plan that could change it
+        self.fresh: list[_SimJob] = []  # jobs queued since that plan
         self.done = 0
         self.events: list[tuple[int, int, int, Any]] = []
         self.seq = 0
@@ -343,11 +363,13 @@ class _Run:
                 job = self.jobs[job_id]
                 if job.state == "running" and job.run_no == run_no:
                     self.end(job, now)
+                    self.plan_valid = False
                     due = True
             elif kind == _SUBMIT:
                 self.submit(self.jobs[payload], now)
                 due = True
             elif kind in (_REQUEUE, _AR_START):
+                self.plan_valid = False
                 due = True
             elif kind == _TICK:
                 due = True
@@ -368,6 +390,7 @@ class _Run:
             return
         job.state = "waiting"
         self.waiting[job.spec.queue][job.id] = job
+        self.fresh.append(job)
 
     def never_fits(self, job: _SimJob, now: int) -> str:
         """Why the job can never be placed, even on the empty platform ("" when it can).
@@ -403,6 +426,7 @@ class _Run:
             self.close(job, "rejected", why)
             return
         job.state = "reserved"
+        self.plan_valid = False  # the plans were made without it
         job.reserved_start = start
         job.scheduled = self.as_scheduled(job, a, start, "Waiting")
         self.reserved[job.id] = job.scheduled
@@ -410,6 +434,8 @@ class _Run:
 
     def start(self, job: _SimJob, now: int, resources: list[int], moldable_id: int) -> None:
         self.waiting[job.spec.queue].pop(job.id, None)
+        self.planned.pop(job.id, None)
+        self.planned_as.pop(job.id, None)
         self.reserved.pop(job.id, None)
         job.state = "running"
         job.start = now
@@ -417,7 +443,8 @@ class _Run:
         job.moldable_id = moldable_id
         job.run_no += 1
         job.scheduled = ScheduledJob(
-            id=job.id, start_time=now, walltime=job.spec.walltime, resources=resources, moldable_id=moldable_id,
+            id=job.id, start_time=now, walltime=job.spec.walltime, resources=np.asarray(resources, dtype=np.int64),
+            moldable_id=moldable_id,
             types=job.job.types, user=job.spec.user, project=job.spec.project, queue=job.spec.queue,
             name=job.spec.name, state="Running")
         self.running[job.id] = job
@@ -447,6 +474,7 @@ class _Run:
             self.close(job, "preempted", job.reason)
 
     def release(self, job: _SimJob, now: int, outcome: str) -> None:
+        self.plan_valid = False
         started = _started(job)
         self.running.pop(job.id, None)
         if job.spec.besteffort:
@@ -472,7 +500,15 @@ class _Run:
         decisions: dict[int, Assignment] = {}
         if any(self.waiting.values()):
             self.rounds += 1
-            decisions = self.plan(now)
+            if self.can_extend():
+                decisions = self.extend_plan(now)
+            else:
+                self.full_rounds += 1
+                decisions = self.plan(now)
+                self.planned = dict(decisions)
+                self.planned_as = {}
+                self.plan_valid = self.sim.extendable and len(decisions) == sum(map(len, self.waiting.values()))
+        self.fresh = []
         self.launch(now, decisions)
         later = [a.start_time for a in decisions.values() if a.start_time > now]
         self.wake_generation += 1
@@ -501,6 +537,59 @@ class _Run:
                 decisions[job_id] = a
                 scheduled.append(self.as_scheduled(self.jobs[job_id], a, a.start_time, "Waiting"))
         return decisions
+
+    def can_extend(self) -> bool:
+        """Whether a full round now would keep the last plan and only place the jobs queued since.
+
+        True when nothing but submissions (and wake-ups) happened since that
+        plan, every waiting job had a place in it, and each new job comes
+        last in the FIFO order of its queue (a higher id), in a queue with no
+        older job waiting in a queue of lower priority, depends on no job,
+        and no round cap cuts the queue: the earlier jobs then see the same
+        platform, the same jobs before them, and get the same places (a plan
+        made at an earlier time holds for any later time before its first
+        start, which is when the next round is woken).
+        """
+        if not (self.sim.extendable and self.plan_valid):
+            return False
+        fresh_ids = {j.id for j in self.fresh}
+        cap = self.sim.max_jobs
+        seen_fresh = False
+        for queue in self.sim.queue_order:
+            waiting = self.waiting[queue]
+            new = [j for j in self.fresh if j.spec.queue == queue and j.id in waiting]
+            older = [jid for jid in waiting if jid not in fresh_ids]
+            if older and seen_fresh:
+                return False
+            if new and (any(j.spec.depends for j in new) or (older and min(j.id for j in new) < max(older))
+                        or (cap is not None and len(waiting) > cap)):
+                return False
+            seen_fresh = seen_fresh or bool(new)
+        return True
+
+    def extend_plan(self, now: int) -> dict[int, Assignment]:
+        """The last plan, with the jobs queued since placed after it (see :meth:`can_extend`)."""
+        for jid, a in self.planned.items():
+            if jid not in self.planned_as:
+                self.planned_as[jid] = self.as_scheduled(self.jobs[jid], a, a.start_time, "Waiting")
+        scheduled = self.scheduled_now() + list(self.planned_as.values())
+        for queue in self.sim.queue_order:
+            new = sorted((j for j in self.fresh if j.spec.queue == queue and j.state == "waiting"), key=lambda j: j.id)
+            if not new:
+                continue
+            scheduler = self.sim.besteffort_scheduler if queue == "besteffort" else self.sim.scheduler
+            result = scheduler.schedule([j.job for j in new], now, scheduled)
+            waiting = self.waiting[queue]
+            for job_id, why in result.unscheduled.items():
+                waiting[job_id].reason = why
+                self.plan_valid = False
+            for job_id, error in result.errors.items():
+                self.close(waiting.pop(job_id), "rejected", error)
+            for job_id, a in result.assignments.items():
+                self.planned[job_id] = a
+                self.planned_as[job_id] = self.as_scheduled(self.jobs[job_id], a, a.start_time, "Waiting")
+                scheduled.append(self.planned_as[job_id])
+        return dict(self.planned)
 
     def schedule_easy(self, scheduler: Scheduler, jobs: list[Job], now: int,
                       scheduled: list[ScheduledJob]) -> ScheduleResult:
@@ -609,7 +698,7 @@ class _Run:
             self.start(job, now, list(resources), moldable_id)
 
     def as_scheduled(self, job: _SimJob, a: Assignment, start: int, state: str) -> ScheduledJob:
-        return ScheduledJob(id=job.id, start_time=start, walltime=job.spec.walltime, resources=a.resources,
+        return ScheduledJob(id=job.id, start_time=start, walltime=job.spec.walltime, resources=a.rids,
                             moldable_id=a.moldable_id, types=job.job.types, user=job.spec.user,
                             project=job.spec.project, queue=job.spec.queue, name=job.spec.name, state=state)
 
@@ -653,7 +742,8 @@ class _Run:
                 preemptions=job.preemptions, reason=job.reason,
             ))
         return SimulationResult(records=records, runs=self.runs, platform=self.sim.platform, workload=self.workload,
-                                rounds=self.rounds, skipped=list(self.workload.skipped), config=self.sim.config)
+                                rounds=self.rounds, full_rounds=self.full_rounds, skipped=list(self.workload.skipped),
+                                config=self.sim.config)
 
 
 class _Accounting:
@@ -754,7 +844,7 @@ def simulate(workload: Workload | Iterable[WorkloadJob] | str | os.PathLike[str]
              config: OarConfig | Mapping[str, Any] | None = None, queues: Mapping[str, int] | None = None,
              quotas: Any = None, period: int | None = None, requeue_besteffort: bool = False,
              until: int | None = None, progress: Progress | None = None, plugins: Any = None,
-             backfilling: str = "conservative") -> SimulationResult:
+             backfilling: str = "conservative", incremental: bool = True) -> SimulationResult:
     """Replay ``workload`` (jobs, a :class:`Workload` or a file path) on ``platform``.
 
     See :class:`Simulator` for the options and the module docstring for what
@@ -763,5 +853,6 @@ def simulate(workload: Workload | Iterable[WorkloadJob] | str | os.PathLike[str]
     if isinstance(workload, (str, os.PathLike)):
         workload = load_workload(workload)
     sim = Simulator(platform, config=config, queues=queues, quotas=quotas, period=period,
-                    requeue_besteffort=requeue_besteffort, plugins=plugins, backfilling=backfilling)
+                    requeue_besteffort=requeue_besteffort, plugins=plugins, backfilling=backfilling,
+                    incremental=incremental)
     return sim.run(workload, until=until, progress=progress)
