@@ -220,6 +220,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     from oarsched.sim import load_workload, read_records
     from oarsched.sim.policies import Policy, PolicyComparison, parse_policy, run_policy
+    from oarsched.sim.records import RecordJournal
 
     swf_options = {}
     if args.swf_level:
@@ -245,18 +246,41 @@ def cmd_simulate(args: argparse.Namespace) -> int:
               f" (they are rejected): {', '.join(map(str, oversize[:10]))}{' ...' if len(oversize) > 10 else ''}",
               file=sys.stderr)
     comparison = PolicyComparison({}, bound=args.bound)
-    for policy in policies:
-        bar, progress = _progress_bar(args.progress, len(workload), f"simulating {policy.name}")
-        try:
-            result, seconds = run_policy(workload, platform, policy, config, queues=queues, quotas=quotas,
-                                         period=args.period, requeue_besteffort=args.requeue_besteffort,
-                                         until=args.until, progress=progress)
-        finally:
-            if bar is not None:
-                bar.close()
-        comparison.results[policy.name] = result
-        comparison.seconds[policy.name] = seconds
+    many = len(policies) > 1
+    with _ctrl_c() as stop:
+        for policy in policies:
+            bar, progress = _progress_bar(args.progress, len(workload), f"simulating {policy.name}")
+            out = _per_policy(args.out, policy.name, many) if args.out else None
+            checkpoint = out + ".checkpoint" if out else None
+            journal = RecordJournal(out, append=args.resume) if out and not out.lower().endswith(".json") else None
+            run_options = {"stop": stop, "checkpoint": checkpoint, "checkpoint_every": args.checkpoint_every,
+                           "resume": bool(args.resume and checkpoint and os.path.exists(checkpoint)),
+                           "on_close": journal.add if journal else None}
+            try:
+                result, seconds = run_policy(workload, platform, policy, config, queues=queues, quotas=quotas,
+                                             period=args.period, requeue_besteffort=args.requeue_besteffort,
+                                             until=args.until, progress=progress, run_options=run_options)
+            finally:
+                if bar is not None:
+                    bar.close()
+                if journal is not None:
+                    journal.close()
+            comparison.results[policy.name] = result
+            comparison.seconds[policy.name] = seconds
+            if result.interrupted_at is not None:
+                break
+            if checkpoint and os.path.exists(checkpoint):
+                os.remove(checkpoint)
     _save_outputs(args, comparison)
+    interrupted = [(n, r) for n, r in comparison.results.items() if r.interrupted_at is not None]
+    if interrupted:
+        name, result = interrupted[0]
+        done = sum(1 for r in result.records if r.status not in ("running", "not_started"))
+        where = f"; resume with the same command and --resume" if args.out else \
+            " (give --out to keep a checkpoint and resume)"
+        print(f"interrupted: {name} stopped at simulated time {result.interrupted_at} with {done} of "
+              f"{len(result.records)} jobs done; what is done is written{where}", file=sys.stderr)
+        return 130
     first = next(iter(comparison.results.values()))
     versus = None
     if args.compare:
@@ -295,6 +319,34 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if path:
             print(f"\n{what}: {path}")
     return 0
+
+
+class _ctrl_c:
+    """While simulating, the first Ctrl-C asks the run to stop after the current instant (it then writes
+    what is done and its checkpoint); a second one aborts at once."""
+
+    def __enter__(self):
+        import signal
+
+        self.asked = False
+        self._previous = signal.getsignal(signal.SIGINT)
+        try:
+            signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
+            self._previous = None
+        return lambda: self.asked
+
+    def _handler(self, signum, frame) -> None:
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+        print("\ninterrupted: stopping after the current instant (Ctrl-C again to abort)", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _security_note(args: argparse.Namespace) -> str:
@@ -440,7 +492,12 @@ def _add_simulate_parser(sub) -> None:
     p.add_argument("--swf-level", metavar="LABEL", help="hierarchy level SWF processors are requested at "
                    "(default resource_id)")
     p.add_argument("--swf-queues", metavar="N=NAME,...", help="SWF queue numbers to queue names")
-    p.add_argument("--out", metavar="RECORDS", help="write per-job records (.csv, or .json)")
+    p.add_argument("--out", metavar="RECORDS", help="write per-job records (.csv, written as jobs end; or .json); "
+                   "a checkpoint RECORDS.checkpoint is kept while running (Ctrl-C writes both)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint "
+                   "(same command line)")
+    p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="S",
+                   help="save the checkpoint every S seconds of wall time (default 60)")
     p.add_argument("--compare", metavar="RECORDS", help="compare with the records of another run")
     p.add_argument("--compare-resources", type=int, metavar="N",
                    help="schedulable resources of the compared run's platform (default: this run's)")

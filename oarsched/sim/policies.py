@@ -166,8 +166,12 @@ def compare_policies(workload: Workload, platform, policies: Iterable[str | Poli
 
 
 def run_policy(workload: Workload, platform, policy: Policy, base: OarConfig | None, *, until: int | None = None,
-               progress: Any = None, **simulate_options: Any) -> tuple[Any, float]:
-    """One simulation of ``workload`` under ``policy``; the result and the seconds it took."""
+               progress: Any = None, run_options: Mapping[str, Any] | None = None,
+               **simulate_options: Any) -> tuple[Any, float]:
+    """One simulation of ``workload`` under ``policy``; the result and the seconds it took.
+
+    ``run_options``: passed to :meth:`~oarsched.sim.Simulator.run` (stop, checkpoint, resume, on_close).
+    """
     import time
 
     from oarsched.sim.simulator import Simulator
@@ -177,5 +181,5 @@ def run_policy(workload: Workload, platform, policy: Policy, base: OarConfig | N
                          "network_address level (e.g. --platform network_address=16/core=32)")
     sim = Simulator(platform, config=policy.configure(base), backfilling=policy.backfilling, **simulate_options)
     t0 = time.perf_counter()
-    result = sim.run(policy.apply(workload), until=until, progress=progress)
+    result = sim.run(policy.apply(workload), until=until, progress=progress, **dict(run_options or {}))
     return result, time.perf_counter() - t0

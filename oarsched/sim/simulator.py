@@ -117,6 +117,8 @@ class SimulationResult:
     """Workload entries left out before simulating: ``(line, job id, reason)``."""
     config: OarConfig | None = None
     """The configuration the run used (ordering policy, security time...)."""
+    interrupted_at: int | None = None
+    """Simulated time the run was stopped at (None: it ran to its end)."""
 
     @property
     def resources(self) -> int:
@@ -268,14 +270,40 @@ class Simulator:
 
     # -- public API ---------------------------------------------------------------------
     def run(self, workload: Workload | Iterable[WorkloadJob], *, until: int | None = None,
-            progress: Progress | None = None) -> SimulationResult:
-        """Simulate ``workload`` until every job is done (or until time ``until``)."""
+            progress: Progress | None = None, stop: Callable[[], bool] | None = None,
+            checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: float = 60.0,
+            resume: bool = False, on_close: Callable[[JobRecord], None] | None = None) -> SimulationResult:
+        """Simulate ``workload`` until every job is done (or until time ``until``).
+
+        Interrupted runs keep what they did: ``stop()`` is asked between two
+        instants of simulated time (the command line's Ctrl-C sets it); when
+        it says yes the run ends there (``result.interrupted``; jobs running
+        then are ``running``, jobs waiting ``not_started``).  ``checkpoint``:
+        a file the run's state is saved to every ``checkpoint_every`` seconds
+        of wall time and when stopped; ``resume=True`` starts from that file
+        (same workload and simulator, or a :class:`ConfigError`).
+        ``on_close(record)`` is called as each job ends (records written as
+        the run goes).
+        """
         if not isinstance(workload, Workload):
             workload = Workload(jobs=list(workload))
         self._check_queues(workload)
-        run = _Run(self, workload, progress)
-        run.loop(until)
+        run = _Run.restore(self, workload, checkpoint) if resume else _Run(self, workload, progress)
+        run.progress, run.on_close = progress, on_close
+        run.loop(until, stop=stop, checkpoint=checkpoint, every=checkpoint_every)
         return run.result()
+
+    def fingerprint(self, workload: Workload) -> tuple:
+        """What a checkpoint must match to be resumed: the jobs, the platform, the configuration."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for job in workload.jobs:
+            digest.update(f"{job.id},{job.submit},{job.runtime},{job.walltime},{job.request},{job.queue};".encode())
+        config = sorted((k, str(v)) for k, v in self.config.values.items())
+        return (digest.hexdigest(), len(self.platform.resources), tuple(self.platform.rids.tolist()[:64]),
+                hashlib.sha256(repr(config).encode()).hexdigest(), self.backfilling, self.period,
+                self.requeue_besteffort, tuple(self.queue_order))
 
     def _check_queues(self, workload: Workload) -> None:
         for job in workload.jobs:
@@ -324,6 +352,8 @@ class _Run:
         self.planned_as: dict[int, ScheduledJob] = {}  # the same, as the engine sees them (made once)
         self.plan_valid = False  # nothing happened since that plan that could change it
         self.fresh: list[_SimJob] = []  # jobs queued since that plan
+        self.on_close: Callable[[JobRecord], None] | None = None
+        self.interrupted_at: int | None = None
         self.done = 0
         self.events: list[tuple[int, int, int, Any]] = []
         self.seq = 0
@@ -342,16 +372,65 @@ class _Run:
         self.seq += 1
         heapq.heappush(self.events, (time, kind, self.seq, payload))
 
-    def loop(self, until: int | None) -> None:
+    def loop(self, until: int | None, *, stop: Callable[[], bool] | None = None,
+             checkpoint: str | os.PathLike[str] | None = None, every: float = 60.0) -> None:
+        import time
+
+        saved = time.monotonic()
         while self.events:
             now = self.events[0][0]
             if until is not None and now > until:
+                break
+            if stop is not None and stop():
+                self.interrupted_at = now
+                if checkpoint is not None:
+                    self.save(checkpoint)
+                until = now - 1  # what is running then keeps running; the rest never started
                 break
             if self.handle_instant(now):
                 self.schedule(now)
             if self.progress is not None:
                 self.progress(self.done, len(self.jobs))
+            if checkpoint is not None and time.monotonic() - saved >= every:
+                self.save(checkpoint)
+                saved = time.monotonic()
         self.finish(until)
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in ("sim", "progress", "on_close", "workload"):
+            state.pop(name, None)
+        return state
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the run's state (atomically: a crash while writing keeps the previous checkpoint)."""
+        import pickle
+
+        target = os.fspath(path)
+        with open(target + ".tmp", "wb") as fh:
+            pickle.dump((self.sim.fingerprint(self.workload), self), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(target + ".tmp", target)
+
+    @classmethod
+    def restore(cls, sim: Simulator, workload: Workload, path: str | os.PathLike[str] | None) -> _Run:
+        import pickle
+
+        if path is None:
+            raise ConfigError("resuming needs the checkpoint file the interrupted run wrote")
+        try:
+            with open(path, "rb") as fh:
+                fingerprint, run = pickle.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"{os.fspath(path)}: cannot read the checkpoint: {exc.strerror or exc}") from None
+        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
+            raise ConfigError(f"{os.fspath(path)}: not a simulation checkpoint ({exc})") from None
+        if fingerprint != sim.fingerprint(workload):
+            raise ConfigError(f"{os.fspath(path)}: the checkpoint is of another workload, platform or "
+                              "configuration: resume with the same arguments as the interrupted run")
+        run.sim, run.workload = sim, workload
+        run.interrupted_at = None
+        return run
 
     def handle_instant(self, now: int) -> bool:
         """Handle every event at ``now``; True when a scheduling round is due."""
@@ -489,6 +568,8 @@ class _Run:
         job.status = status
         job.reason = reason
         self.done += 1
+        if self.on_close is not None:
+            self.on_close(self.record(job))
 
     # -- the round -----------------------------------------------------------------------
     def scheduled_now(self) -> list[ScheduledJob]:
@@ -729,21 +810,22 @@ class _Run:
                 elif job.state == "reserved":
                     job.reason = f"reservation starting at {job.reserved_start}, after the end of the simulation"
 
+    def record(self, job: _SimJob) -> JobRecord:
+        spec = job.spec
+        started = job.start is not None
+        return JobRecord(
+            id=spec.id, submit=spec.submit, walltime=spec.walltime, status=job.status,
+            start=job.start, end=job.end if started else None,
+            resources=list(job.resources) if started else [], user=spec.user, queue=spec.queue,
+            reservation=spec.reservation is not None, besteffort=spec.besteffort,
+            preemptions=job.preemptions, reason=job.reason,
+        )
+
     def result(self) -> SimulationResult:
-        records = []
-        for job in self.jobs.values():
-            spec = job.spec
-            started = job.start is not None
-            records.append(JobRecord(
-                id=spec.id, submit=spec.submit, walltime=spec.walltime, status=job.status,
-                start=job.start, end=job.end if started else None,
-                resources=list(job.resources) if started else [], user=spec.user, queue=spec.queue,
-                reservation=spec.reservation is not None, besteffort=spec.besteffort,
-                preemptions=job.preemptions, reason=job.reason,
-            ))
-        return SimulationResult(records=records, runs=self.runs, platform=self.sim.platform, workload=self.workload,
-                                rounds=self.rounds, full_rounds=self.full_rounds, skipped=list(self.workload.skipped),
-                                config=self.sim.config)
+        return SimulationResult(records=[self.record(job) for job in self.jobs.values()], runs=self.runs,
+                                platform=self.sim.platform, workload=self.workload, rounds=self.rounds,
+                                full_rounds=self.full_rounds, skipped=list(self.workload.skipped),
+                                config=self.sim.config, interrupted_at=self.interrupted_at)
 
 
 class _Accounting:
