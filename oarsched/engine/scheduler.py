@@ -199,6 +199,8 @@ class Scheduler:
         self._held: dict[int, _Held] = {}
         self.keep_between_rounds = True
         """False forgets that work at every round (to measure what it saves)."""
+        self.kept: dict[str, SlotSet] | None = None
+        """The slot sets of the last ``schedule(..., keep=True)``, extended by :meth:`schedule_more`."""
 
     def plugin_registry(self) -> "PluginRegistry":
         """The registry of find/assign plugins (the entry points unless one was given)."""
@@ -242,24 +244,45 @@ class Scheduler:
         return out
 
     # -- the round ----------------------------------------------------------------------
-    def schedule(self, jobs: Sequence[Job], now: int, scheduled: Iterable[ScheduledJob] = ()) -> ScheduleResult:
-        """Place ``jobs`` (in this order) after the jobs already ``scheduled``, from ``now`` on."""
+    def schedule(self, jobs: Sequence[Job], now: int, scheduled: Iterable[ScheduledJob] = (), *,
+                 keep: bool = False) -> ScheduleResult:
+        """Place ``jobs`` (in this order) after the jobs already ``scheduled``, from ``now`` on.
+
+        ``keep``: keep the round's slot sets for :meth:`schedule_more`.
+        """
         quotas = self.options.quotas
         if quotas is not None:
             quotas.now = now
-        result = ScheduleResult()
         slot_sets = {"default": new_slot_set(self.nbits, now, self.schedulable.copy(), quotas=quotas)}
         self._block_available_upto(slot_sets["default"], quotas)
         self._insert_scheduled(slot_sets, list(scheduled), now, quotas)
-        placed: dict[int, tuple[int, int]] = {}  # job id -> (start, W), for dependencies
-        round_ids = {j.id for j in jobs}
         if not self.keep_between_rounds:
             self._compiled, self._held = {}, {}
         if len(self._compiled) > 2 * len(jobs) + 1000:
             self._compiled = {id(j): self._compiled[id(j)] for j in jobs if id(j) in self._compiled}
+        self.kept = slot_sets if keep and quotas is None else None
+        return self._place(jobs, slot_sets, quotas, -1)
+
+    def schedule_more(self, jobs: Sequence[Job], now: int) -> ScheduleResult:
+        """Place ``jobs`` from ``now`` on, after the jobs of the last round kept (``schedule(..., keep=True)``).
+
+        The same decisions as a round at ``now`` given the jobs placed since
+        (in the kept slot sets) as ``scheduled``, provided no job was
+        removed and no job reserved up to ``now`` or before ended since
+        (the caller's promise: the simulator calls it only then).  The slots
+        before ``now`` are simply not searched.
+        """
+        if self.kept is None:
+            raise ValueError("schedule_more: no round kept (schedule(..., keep=True) first, without quotas)")
+        return self._place(jobs, self.kept, None, now)
+
+    def _place(self, jobs: Sequence[Job], slot_sets, quotas, floor: int) -> ScheduleResult:
+        result = ScheduleResult()
+        placed: dict[int, tuple[int, int]] = {}  # job id -> (start, W), for dependencies
+        round_ids = {j.id for j in jobs}
         for job in jobs:
             try:
-                self._schedule_job(job, slot_sets, placed, round_ids, result, quotas)
+                self._schedule_job(job, slot_sets, placed, round_ids, result, quotas, floor)
             except JobError as exc:
                 log.error("%s; job skipped", exc)
                 result.errors[job.id] = exc.message
@@ -362,11 +385,13 @@ class Scheduler:
                     f" (exit code {dep.exit_code})" if dep.state == "Terminated" else "")
         return min_start
 
-    def _schedule_job(self, job: Job, slot_sets, placed, round_ids, result: ScheduleResult, quotas) -> None:
+    def _schedule_job(self, job: Job, slot_sets, placed, round_ids, result: ScheduleResult, quotas,
+                      floor: int = -1) -> None:
         min_start = self._min_start(job, placed, round_ids)
         if isinstance(min_start, str):
             result.unscheduled[job.id] = min_start
             return
+        min_start = max(min_start, floor)
         set_name = job.types["inner"] if "inner" in job.types else "default"
         ss = slot_sets.get(set_name)
         if ss is None:

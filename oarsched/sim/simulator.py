@@ -354,6 +354,7 @@ class _Run:
         self.fresh: list[_SimJob] = []  # jobs queued since that plan
         self.on_close: Callable[[JobRecord], None] | None = None
         self.interrupted_at: int | None = None
+        self.kept_by: tuple[Scheduler, str, Any] | None = None  # the scheduler, queue and slot sets holding the plan
         self.done = 0
         self.events: list[tuple[int, int, int, Any]] = []
         self.seq = 0
@@ -401,6 +402,7 @@ class _Run:
         state = dict(self.__dict__)
         for name in ("sim", "progress", "on_close", "workload"):
             state.pop(name, None)
+        state["kept_by"] = None  # slot sets stay in memory: a resumed run builds them again
         return state
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -608,7 +610,8 @@ class _Run:
             if self.sim.backfilling == "easy":
                 result = self.schedule_easy(scheduler, jobs, now, scheduled)
             else:
-                result = scheduler.schedule(jobs, now, scheduled)
+                result = scheduler.schedule(jobs, now, scheduled, keep=self.sim.extendable)
+                self.kept_by = (scheduler, queue, scheduler.kept) if scheduler.kept is not None else None
             for job_id, why in result.unscheduled.items():
                 waiting[job_id].reason = why
             for job_id, error in result.errors.items():
@@ -650,16 +653,28 @@ class _Run:
 
     def extend_plan(self, now: int) -> dict[int, Assignment]:
         """The last plan, with the jobs queued since placed after it (see :meth:`can_extend`)."""
-        for jid, a in self.planned.items():
-            if jid not in self.planned_as:
-                self.planned_as[jid] = self.as_scheduled(self.jobs[jid], a, a.start_time, "Waiting")
-        scheduled = self.scheduled_now() + list(self.planned_as.values())
+        queues = [q for q in self.sim.queue_order if self.waiting[q]]
+        kept = self.kept_by
+        if kept is not None and (len(queues) != 1 or kept[1] != queues[0] or kept[0].kept is not kept[2]):
+            kept = None  # another queue waits, or the scheduler was used since (an advance reservation)
+        scheduled: list[ScheduledJob] = []
+        if kept is None:
+            for jid, a in self.planned.items():
+                if jid not in self.planned_as:
+                    self.planned_as[jid] = self.as_scheduled(self.jobs[jid], a, a.start_time, "Waiting")
+            scheduled = self.scheduled_now() + list(self.planned_as.values())
+        self.kept_by = None
         for queue in self.sim.queue_order:
             new = sorted((j for j in self.fresh if j.spec.queue == queue and j.state == "waiting"), key=lambda j: j.id)
             if not new:
                 continue
             scheduler = self.sim.besteffort_scheduler if queue == "besteffort" else self.sim.scheduler
-            result = scheduler.schedule([j.job for j in new], now, scheduled)
+            if kept is not None:  # the last round's slot set holds the plan: place the new jobs in it
+                result = kept[0].schedule_more([j.job for j in new], now)
+                self.kept_by = kept
+            else:
+                result = scheduler.schedule([j.job for j in new], now, scheduled, keep=len(queues) == 1)
+                self.kept_by = (scheduler, queue, scheduler.kept) if scheduler.kept is not None else None
             waiting = self.waiting[queue]
             for job_id, why in result.unscheduled.items():
                 waiting[job_id].reason = why
@@ -668,8 +683,9 @@ class _Run:
                 self.close(waiting.pop(job_id), "rejected", error)
             for job_id, a in result.assignments.items():
                 self.planned[job_id] = a
-                self.planned_as[job_id] = self.as_scheduled(self.jobs[job_id], a, a.start_time, "Waiting")
-                scheduled.append(self.planned_as[job_id])
+                if kept is None:
+                    self.planned_as[job_id] = self.as_scheduled(self.jobs[job_id], a, a.start_time, "Waiting")
+                    scheduled.append(self.planned_as[job_id])
         return dict(self.planned)
 
     def schedule_easy(self, scheduler: Scheduler, jobs: list[Job], now: int,
