@@ -398,6 +398,27 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from oarsched.errors import UsageError
+    from oarsched.sim.policies import parse_policy
+    from oarsched.sim.sweep import gather, run_task, sweep, sweep_tasks
+
+    for policy in args.policy:
+        parse_policy(policy)  # a wrong name stops here, not in every task
+    tasks = sweep_tasks(args.traces, args.policy, args.out_dir)
+    if args.task is not None:
+        if not 0 <= args.task < len(tasks):
+            raise UsageError(f"--task {args.task}: the sweep has tasks 0 to {len(tasks) - 1}")
+        task = tasks[args.task]
+        path = run_task(task, args.platform, args.security_time) if not task.done else str(task.stem) + ".json"
+        print(f"task {args.task} ({task.trace}, {task.policy}): {path}")
+        return 0
+    if not args.gather:
+        sweep(tasks, processes=args.jobs, platform=args.platform, security_time=args.security_time)
+    print(gather(tasks))
+    return 0
+
+
 def cmd_gantt(args: argparse.Namespace) -> int:
     from oarsched.errors import UsageError
     from oarsched.viz import draw_gantt, gantt_from_db, gantt_from_simulation, load_schedule_json
@@ -533,6 +554,23 @@ def _add_synth_parser(sub) -> None:
     p.set_defaults(func=cmd_synth)
 
 
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="simulate many traces x policies, one process per run, one table",
+                       description="A sweep: every trace under every policy, each run an independent, resumable "
+                       "task writing its results in --out-dir; runs over --jobs processes, or one by number "
+                       "(--task K) for a job array; --gather prints the table of what is done.")
+    p.add_argument("traces", nargs="+", help="workload files (SWF: the platform from the header unless --platform)")
+    p.add_argument("--policy", action="append", required=True, metavar="NAME", help="as for simulate; repeat")
+    p.add_argument("--out-dir", required=True, metavar="DIR", help="where each run writes its metrics and records")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="processes at a time (default: the machine's cores)")
+    p.add_argument("--task", type=int, metavar="K", help="run only task K (0-based, trace-major): for job arrays")
+    p.add_argument("--gather", action="store_true", help="only print the table of the runs done")
+    p.add_argument("--platform", metavar="SPEC", help="platform of every trace (default: each SWF header's)")
+    p.add_argument("--security-time", type=int, default=60, metavar="S", help="job security time (default 60)")
+    p.set_defaults(func=cmd_sweep)
+
+
 def _add_gantt_parser(sub) -> None:
     p = sub.add_parser("gantt", help="draw a schedule as a Gantt chart (SVG, PNG or interactive HTML)",
                        description="Gantt chart of an OAR3 database's gantt, a saved library result or a simulation.")
@@ -583,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_demo)
     _add_simulate_parser(sub)
     _add_synth_parser(sub)
+    _add_sweep_parser(sub)
     _add_gantt_parser(sub)
     args = parser.parse_args(argv)
     try:

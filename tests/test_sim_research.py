@@ -251,3 +251,37 @@ def test_simulate_into_a_closed_pipe_is_quiet(trace):
                           shell=True, capture_output=True, text=True, timeout=120)
     assert proc.stdout.count("\n") == 1
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+# ------------------------------------------------------------------------------ sweeps
+
+def test_sweep_runs_tasks_in_processes_gathers_and_skips_what_is_done(tmp_path, capsys):
+    import json
+
+    traces = []
+    for seed in (1, 2):
+        path = tmp_path / f"t{seed}.swf"
+        assert main(["synth", "120", "--nodes", "4", "--cores-per-node", "4", "--seed", str(seed), "-o", str(path)]) == 0
+        traces.append(str(path))
+    out = tmp_path / "sweep"
+    base = ["sweep", *traces, "--policy", "fifo", "--policy", "easy", "--out-dir", str(out)]
+    assert main([*base, "--task", "3"]) == 0  # one task alone, as a job array runs it
+    assert (out / "t2" / "easy.json").exists() and not (out / "t1" / "fifo.json").exists()
+    capsys.readouterr()
+    assert main([*base, "--gather"]) == 0
+    table = capsys.readouterr().out
+    assert "t1:fifo" in table and "(not run yet)" in table
+    before = (out / "t2" / "easy.json").stat().st_mtime_ns
+    assert main([*base, "--jobs", "2"]) == 0
+    table = capsys.readouterr().out
+    assert "(not run yet)" not in table and (out / "t2" / "easy.json").stat().st_mtime_ns == before
+    for trace, policy in ((traces[0], "fifo"), (traces[1], "easy")):
+        data = json.loads((out / Path(trace).stem / f"{policy}.json").read_text())
+        direct = simulate(load_workload(trace), platform_from_spec("network_address=4/core=4"),
+                          config={"SCHEDULER_JOB_SECURITY_TIME": 60}, backfilling="easy" if policy == "easy" else
+                          "conservative").metrics()
+        assert data["metrics"]["mean_wait"] == pytest.approx(direct.mean_wait)
+        row = next(line for line in table.splitlines() if line.startswith(f"{Path(trace).stem}:{policy} "))
+        assert row.split()[1] == "120"
+    assert main([*base, "--task", "9"]) == 1
+    assert "--task 9: the sweep has tasks 0 to 3" in capsys.readouterr().err
