@@ -1,6 +1,7 @@
 """Shared fixtures: where the shared corpus lives."""
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -26,6 +27,14 @@ def require_shared() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+def load_check(shared: Path):
+    """The conformance corpus' own ``check.py`` as a module (its readers and comparison)."""
+    spec = importlib.util.spec_from_file_location("conformance_check", shared / "conformance" / "check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,6 @@ PostgreSQL are compared with the corpus' expectations by the corpus' own
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -23,18 +22,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.conftest import require_shared, shared_dir
+from tests.conftest import load_check, require_shared, shared_dir
 from tests.pgserver import copy_sqlite_to_pg, create_database, drop_database
 from tests.test_conformance import _case_names
 
 pytestmark = pytest.mark.postgres
-
-
-def _load_check(shared: Path):
-    spec = importlib.util.spec_from_file_location("conformance_check", shared / "conformance" / "check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _pg_conf(check, case_dir: Path, pg_url: str, out: Path) -> None:
@@ -98,7 +90,7 @@ def _run_case(check, kamelot: str, admin_url: str, case_dir: Path) -> str:
 @pytest.fixture(scope="session")
 def pg_corpus_outcome(pg_server) -> dict[str, str]:
     shared = require_shared()
-    check = _load_check(shared)
+    check = load_check(shared)
     kamelot = shutil.which("oarsched-kamelot")
     assert kamelot, "oarsched-kamelot is not on PATH: install the package (pip install .)"
     cases = [shared / "conformance" / n for n in _case_names()]

@@ -12,20 +12,23 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from oarsched.engine import reference
-from oarsched.engine.scheduler import (
-    ScheduledJob,
-    ScheduleResult,
-    _QuotaView,
-    _ts_key,
+from oarsched.engine.result import ScheduledJob, ScheduleResult
+from oarsched.model.job import (
+    ALLOW,
+    AVAILABLE_UPTO_JOB,
+    PLACEHOLDER,
+    Job,
+    placeholder_of,
+    quota_view,
+    timesharing_key,
 )
-from oarsched.model.job import ALLOW, PLACEHOLDER, Job, placeholder_of
 from oarsched.model.platform import MAX_TIME, Platform
-from oarsched.model.quotas import AVAILABLE_UPTO_JOB, QuotasConfig, RuleKey, _counted_keys
+from oarsched.model.quotas import QuotasConfig, RuleKey, _counted_keys
 
 
 def _shares(a, b) -> bool:
     """Whether two jobs may legitimately use the same resource at the same time."""
-    ta, tb = _ts_key(a), _ts_key(b)
+    ta, tb = timesharing_key(a), timesharing_key(b)
     if ta is not None and ta == tb:
         return True
     pa, na = placeholder_of(a.types)
@@ -206,7 +209,7 @@ def _spans_of_round(platform: Platform, jobs: Sequence[Job], result: ScheduleRes
         if "container" in job.types or job.no_quotas:
             continue
         spans.append(_QuotaSpan(job.id, _slot_set_of(job), a.start_time, a.start_time + a.walltime - 1,
-                                _nb_default(platform, a.roids.tolist()), _QuotaView.of(job)))
+                                _nb_default(platform, a.roids.tolist()), quota_view(job)))
     return spans
 
 
@@ -232,7 +235,7 @@ def _spans_before_round(platform: Platform, scheduled: list[ScheduledJob], secur
             roids = [i for i in roids if not platform.suspendable[i]]
         end = s.start_time + int(s.walltime) + security_time + int(s.suspended_time) - 1
         spans.append(_QuotaSpan(s.id, _slot_set_of(s), s.start_time, end,
-                                _nb_default(platform, roids), _QuotaView.of(s)))
+                                _nb_default(platform, roids), quota_view(s)))
     return spans
 
 

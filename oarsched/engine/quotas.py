@@ -108,9 +108,9 @@ class QuotaState:
             if ss.quotas[sid] is None:
                 ss.quotas[sid] = self.new_counters()
         if self.calendar is not None:
-            self._split_along_calendar(ss, ss.first_id)
+            self.split_along_calendar(ss, ss.first_id)
 
-    def _split_along_calendar(self, ss: SlotSet, sid: int) -> int:
+    def split_along_calendar(self, ss: SlotSet, sid: int) -> int:
         """Cut slot ``sid`` at the calendar's period changes (up to the horizon); returns the first piece."""
         b, e, _, _ = ss.slot(sid)
         cur = sid
@@ -158,7 +158,7 @@ class QuotaState:
                     return None
                 if ss.rules_id(right) == UNASSIGNED_RULES_ID:
                     known = ss.last_id
-                    self._split_along_calendar(ss, right)
+                    self.split_along_calendar(ss, right)
                     ext = _extension_for_new_slots(ext, ss.last_id, known, right)
                 if ss.slot(right)[1] >= job_end or not ss.next_of(right):
                     break

@@ -8,12 +8,15 @@ extensions a timesharing or ``allow`` job may use.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from oarsched._core.slotset import MAX_TIME, SlotSet
-from oarsched.model.job import ALLOW, NO_PLACEHOLDER, PLACEHOLDER
+from oarsched.model.job import ALLOW, NO_PLACEHOLDER, PLACEHOLDER, QuotaView
+
+if TYPE_CHECKING:
+    from oarsched.engine.quotas import QuotaState
 
 __all__ = ["MAX_TIME", "Occupation", "SlotSet", "new_slot_set", "occupy", "give", "insert_jobs", "share_extension"]
 
@@ -25,8 +28,8 @@ class Occupation:
     ``walltime`` includes the job security time.  ``ts_key`` is the
     timesharing key ``(user, name)`` (``*`` where the job shares with any),
     ``ph`` the placeholder kind and ``ph_name`` its name.  ``quota_job`` is the
-    object quota counters read (queue, project, user, types) or None when the
-    job does not count (containers).
+    job as quota counters read it or None when the job does not count
+    (containers, or quotas off).
     """
 
     start_time: int
@@ -35,12 +38,13 @@ class Occupation:
     ts_key: tuple[str, str] | None = None
     ph: int = NO_PLACEHOLDER
     ph_name: str = ""
-    quota_job: Any = None
+    quota_job: QuotaView | None = None
     nb_default: int = 0
     job_id: int = 0
 
 
-def new_slot_set(nbits: int, begin: int, free: np.ndarray, end: int = MAX_TIME, quotas=None) -> SlotSet:
+def new_slot_set(nbits: int, begin: int, free: np.ndarray, end: int = MAX_TIME,
+                 quotas: QuotaState | None = None) -> SlotSet:
     """A slot set of one slot ``[begin, end]``; with quotas, its slots carry counters."""
     ss = SlotSet(nbits, begin, end, free)
     if quotas is not None:
@@ -48,31 +52,26 @@ def new_slot_set(nbits: int, begin: int, free: np.ndarray, end: int = MAX_TIME, 
     return ss
 
 
-def occupy(ss: SlotSet, job: Occupation, quotas=None) -> tuple[int, int]:
+def occupy(ss: SlotSet, job: Occupation, quotas: QuotaState | None = None) -> tuple[int, int]:
     """Take the job's resources out of the slots it spans (OAR3's ``split_slots``)."""
     sl, sr = ss.get_encompassing_slots(job.start_time, job.start_time + job.walltime - 1)
     return _occupy_in(ss, sl, sr, job, quotas)
 
 
-def _occupy_in(ss: SlotSet, sl: int, sr: int, job: Occupation, quotas=None) -> tuple[int, int]:
+def _occupy_in(ss: SlotSet, sl: int, sr: int, job: Occupation, quotas: QuotaState | None = None) -> tuple[int, int]:
     sl, sr = ss.split_slots(sl, sr, job.start_time, job.walltime, job.resources, True)
     if job.ts_key is not None or job.ph != NO_PLACEHOLDER:
         for sid in ss.ids(sl, sr):
             _sub_extras(ss, sid, job, None)
     if quotas is not None and job.quota_job is not None:
-        _count_in(ss, sl, sr, job, quotas)
+        _count_in(ss, sl, sr, job, job.quota_job, quotas)
     return sl, sr
 
 
-def _count_in(ss: SlotSet, sl: int, sr: int, job: Occupation, quotas) -> None:
+def _count_in(ss: SlotSet, sl: int, sr: int, job: Occupation, quota_job: QuotaView, quotas: QuotaState) -> None:
     """Count the job in the quota counters of the slots ``sl..sr`` (its keys computed once)."""
     counters_of = ss.quotas
-    if not hasattr(quotas, "counted_keys"):
-        for sid in ss.ids(sl, sr):
-            if counters_of[sid] is not None:
-                counters_of[sid].update(job.quota_job, job.nb_default, job.walltime)
-        return
-    keys = quotas.counted_keys(job.quota_job)
+    keys = quotas.counted_keys(quota_job)
     nb, work = job.nb_default, job.nb_default * job.walltime
     for sid in ss.ids(sl, sr):
         counters = counters_of[sid]
@@ -80,7 +79,7 @@ def _count_in(ss: SlotSet, sl: int, sr: int, job: Occupation, quotas) -> None:
             counters.add_keys(keys, nb, work)
 
 
-def _sub_extras(ss: SlotSet, sid: int, job: Occupation, quotas) -> None:
+def _sub_extras(ss: SlotSet, sid: int, job: Occupation, quotas: QuotaState | None) -> None:
     """Record the job's timesharing and placeholder sets in slot ``sid`` (and, given ``quotas``, count it)."""
     res = job.resources
     if job.ts_key is not None:
@@ -112,7 +111,7 @@ def give(ss: SlotSet, job: Occupation) -> None:
     ss.add_free(sl, sr, job.resources)
 
 
-def insert_jobs(ss: SlotSet, jobs: list[Occupation], quotas=None) -> None:
+def insert_jobs(ss: SlotSet, jobs: list[Occupation], quotas: QuotaState | None = None) -> None:
     """Subtract already placed jobs, in start-time order (OAR3's ``split_slots_jobs``).
 
     Jobs entirely before the slot set (``start + walltime < begin``) or after

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable
+from types import MappingProxyType
+from typing import Iterable, Mapping
 
 from oarsched.errors import JobError
 
@@ -23,6 +24,9 @@ KEYWORD_COUNTS = {"ALL": ALL, "BEST": BEST, "HALF_BEST": HALF_BEST}
 
 # Placeholder kinds (OAR's ph attribute).
 NO_PLACEHOLDER, PLACEHOLDER, ALLOW = 0, 1, 2
+
+# Job types that OAR3 turns into job attributes: they are not "types" for quotas.
+ATTRIBUTE_TYPES = frozenset({"timesharing", "placeholder", "allow", "assign", "find", "no_quotas"})
 
 _LEVEL_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*([A-Za-z_]+|-?\d+)\s*$")
 
@@ -128,6 +132,42 @@ def placeholder_of(types: dict[str, str]) -> tuple[int, str]:
     if "allow" in types:
         return ALLOW, types["allow"]
     return NO_PLACEHOLDER, ""
+
+
+def timesharing_key(job) -> tuple[str, str] | None:
+    """Timesharing key of a job (or a placed job): ``timesharing=user,name`` shares with the same user and name.
+
+    ``*`` stands for "any": ``timesharing=*,*`` shares with every timesharing job.
+    """
+    ts = timesharing_of(job.types) if job.types else None
+    if ts is None:
+        return None
+    return (job.user if ts[0] == "user" else "*", job.name if ts[1] == "name" else "*")
+
+
+@dataclass(frozen=True)
+class QuotaView:
+    """A job as the quotas see it: queue, project, user and its OAR types (the first one counts).
+
+    The types exclude :data:`ATTRIBUTE_TYPES` (OAR3 turns those into job
+    attributes).  Built from a waiting or a placed job by :func:`quota_view`.
+    """
+
+    queue: str = "default"
+    project: str = ""
+    user: str = ""
+    types: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def quota_view(job) -> QuotaView:
+    """The quotas' view of a job (a :class:`Job`, a placed job, anything with queue/project/user/types)."""
+    types = {k: v for k, v in job.types.items() if k not in ATTRIBUTE_TYPES}
+    return QuotaView(queue=job.queue, project=job.project, user=job.user, types=types)
+
+
+AVAILABLE_UPTO_JOB = QuotaView()
+"""How OAR3 counts the pseudo job holding resources after their ``available_upto``:
+user ``""``, project ``""``, queue ``default``, no type (T5)."""
 
 
 def validate_job(job: Job) -> None:

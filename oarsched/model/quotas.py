@@ -219,12 +219,12 @@ import math
 import re
 import time as _time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from os import PathLike
-from types import MappingProxyType
 from typing import Any, Protocol
 
 from oarsched.errors import ConfigError
+from oarsched.model.job import AVAILABLE_UPTO_JOB  # noqa: F401  (re-exported)
 
 MAX_TIME = 2**31
 """End of OAR3's time line (``oar.kao.slot.MAX_TIME``)."""
@@ -288,19 +288,6 @@ class QuotaJob(Protocol):
     def types(self) -> Mapping[str, str]: ...
 
 
-@dataclass(frozen=True)
-class _PseudoJob:
-    """A job as the quotas see it, for jobs that are not :class:`oarsched.model.job.Job`."""
-
-    queue: str = "default"
-    project: str = ""
-    user: str = ""
-    types: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-
-AVAILABLE_UPTO_JOB: QuotaJob = _PseudoJob()
-"""How OAR3 counts the pseudo-job blocking resources after their
-``available_upto``: user ``""``, project ``""``, queue ``default``, no type."""
 
 
 # ---------------------------------------------------------------------------

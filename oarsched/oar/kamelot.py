@@ -41,15 +41,17 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from oarsched.engine.constraints import GroupConstraints
-from oarsched.engine.scheduler import Scheduler, ScheduleResult, SchedulerOptions
-from oarsched.errors import ConfigError, JobError, OarschedError, PropertyError, UsageError
-from oarsched.model.job import Job, dependency_cycles, validate_job
+from oarsched.engine.result import ScheduleResult
+from oarsched.engine.round import RoundOptions, RoundOutcome, run_round
+from oarsched.engine.search import SchedulerOptions
+from oarsched.errors import ConfigError, OarschedError, PropertyError, UsageError
+from oarsched.model.job import Job
 from oarsched.model.platform import MAX_TIME, RESOURCE_STATES, Platform, Resource
 from oarsched.oar.config import OarConfig, setup_logging
 from oarsched.oar.db import OarDatabase, job_message
@@ -60,9 +62,6 @@ PROG = "oarsched-kamelot"
 
 PLACEMENT_SHARE = 0.5
 """Share of ``SCHEDULER_TIMEOUT`` the placement loop may use; the rest is left for writing."""
-
-MAX_EXPLAINED = 50
-"""Unplaced jobs checked, per round, for a request that can never fit."""
 
 NOT_SCHEDULABLE_STATE = "Suspected"
 """What a resource of unknown state counts as: neither schedulable nor Dead (OAR3's treatment)."""
@@ -119,42 +118,12 @@ class Deadline:
         return f"SCHEDULER_TIMEOUT={self.timeout:g}s: placement stops after {share:g}s"
 
 
-class _JobsUntil(Sequence[Job]):
-    """The jobs of a round, whose iteration stops at a deadline (never before the first job).
-
-    ``Scheduler.schedule`` takes the next job from its iterator only when it
-    is done with the previous one, so the deadline is checked between two
-    jobs and never interrupts a placement (the engine also iterates once up
-    front, to collect the round's job ids; cut short there, it only changes
-    the reason given to a job depending on a job never reached).  Indexing
-    and ``len`` see every job.
-    """
-
-    def __init__(self, jobs: list[Job], deadline: Deadline) -> None:
-        self._jobs = jobs
-        self._deadline = deadline
-
-    def __len__(self) -> int:
-        return len(self._jobs)
-
-    def __getitem__(self, index):  # type: ignore[override]
-        return self._jobs[index]
-
-    def __iter__(self) -> Iterator[Job]:
-        for i, job in enumerate(self._jobs):
-            if i > 0 and self._deadline.expired():
-                return
-            yield job
-
-
 def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, write: bool = True,
                    deadline: Deadline | None = None) -> RoundReport:
     """One kamelot round for ``queue`` at ``now``: read, order, schedule, write (one transaction).
 
     ``deadline``: stop taking new jobs when it expires (see the module docstring).
     """
-    from oarsched.policies.sorting import order_jobs
-
     report = RoundReport(queue=queue, now=now)
     t0 = time.perf_counter()
     with db.engine.begin() as conn:
@@ -166,33 +135,28 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         resources = _known_states(db.read_resources(conn, config.resource_order_terms))
         platform = Platform(resources, config.hierarchy_labels, config.suspendable_types)
         report.platform = platform
-        accounting = []
-        if config.job_priority in ("FAIRSHARE", "MULTIFACTOR"):
-            accounting = db.read_accounting(conn, [queue], now - config.get_int("SCHEDULER_FAIRSHARING_WINDOW_SIZE"), now)
-        order, karma = order_jobs(rows.jobs, accounting, [queue], now, config)
-        by_id = {j.id: j for j in rows.jobs}
-        cap = config.max_jobs_per_round
-        if cap is not None:
-            order = order[:cap]
-        jobs = _screen([by_id[i] for i in order], report.skipped)
-        report.jobs = jobs
         scheduled = db.read_scheduled_jobs(conn, now)
-        quotas = _quota_state(config, platform)
-        options = SchedulerOptions(
-            job_security_time=config.job_security_time,
-            besteffort_round=(queue == "besteffort"),
-            quotas=quotas,
+        options = RoundOptions(
+            now=now, queues=[queue], ordering=config,
+            accounting=lambda start, stop: db.read_accounting(conn, [queue], start, stop),
+            max_jobs=config.max_jobs_per_round,
+            scheduler=SchedulerOptions(
+                job_security_time=config.job_security_time,
+                besteffort_round=(queue == "besteffort"),
+                quotas=_quota_state(config, platform),
+            ),
+            constraints=GroupConstraints(platform, select=_guarded_select(db, conn)),
         )
-        constraints = GroupConstraints(platform, select=_guarded_select(db, conn))
-        scheduler = Scheduler(platform, options, constraints=constraints)
         t2 = time.perf_counter()
-        result = scheduler.schedule(jobs if deadline is None else _JobsUntil(jobs, deadline), now, scheduled)
+        outcome = run_round(platform, rows.jobs, scheduled, options,
+                            should_stop=deadline.expired if deadline is not None else None)
+        result = outcome.result
         report.result = result
-        report.not_considered = _not_considered(jobs, result, deadline)
-        report.never_fit = _explain_never_fitting(
-            lambda: Scheduler(platform, SchedulerOptions(job_security_time=options.job_security_time),
-                              constraints=constraints),
-            jobs, result, report.not_considered, now)
+        report.jobs = outcome.jobs
+        report.skipped.update(outcome.skipped)
+        report.never_fit = outcome.never_fit
+        report.not_considered = _not_considered(outcome, deadline)
+        karma = outcome.karma
         t3 = time.perf_counter()
         messages = {}
         placed_karma = {}
@@ -207,27 +171,10 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         if write:
             log.info("queue %s: writing %d decisions", queue, len(result.assignments))
             report.resource_rows = db.write_decisions(conn, result, messages, placed_karma,
-                                                      considered_start_times(order, result, report.not_considered))
+                                                      outcome.considered_starts())
     report.timings = {"read": t2 - t0, "schedule": t3 - t2, "write": time.perf_counter() - t3}  # write includes the commit
     _log_round(report)
     return report
-
-
-def considered_start_times(order: Sequence[int], result: ScheduleResult, not_considered: Sequence[int]) -> dict[int, int]:
-    """``jobs.start_time`` as OAR3's kamelot leaves it (trap T22): the predicted start of each placed job,
-    -1 for each job the round considered but could not place (invalid, dependency, no room).
-
-    ``order`` is the round's jobs after the cap; the jobs the deadline cut off keep their old value,
-    as do the jobs past the cap.
-    """
-    skipped = set(not_considered)
-    out = {}
-    for jid in order:
-        if jid in skipped:
-            continue
-        a = result.assignments.get(jid)
-        out[jid] = -1 if a is None else a.start_time
-    return out
 
 
 def _guarded_select(db: OarDatabase, conn) -> Callable[[object], list[int]]:
@@ -279,68 +226,14 @@ def _known_states(resources: list[Resource]) -> list[Resource]:
     return resources
 
 
-def _screen(jobs: list[Job], skipped: dict[int, str]) -> list[Job]:
-    """The jobs that can be scheduled, in order; the others are logged and added to ``skipped``."""
-    cycles = dependency_cycles(jobs)
-    kept = []
-    for job in jobs:
-        try:
-            validate_job(job)
-            if job.id in cycles:
-                raise JobError(job.id, _cycle_message(job.id, cycles[job.id]))
-        except JobError as exc:
-            log.error("%s; job skipped", exc)
-            skipped[job.id] = exc.message
-            continue
-        kept.append(job)
-    return kept
-
-
-def _explain_never_fitting(empty_scheduler: Callable[[], Scheduler], jobs: list[Job], result: ScheduleResult,
-                           not_considered: list[int], now: int) -> list[int]:
-    """Tell apart, among the jobs that found no place, those that would find none on an empty platform.
-
-    Only jobs without dependencies and outside containers are looked at (up
-    to :data:`MAX_EXPLAINED` a round); for those the reason becomes a warning
-    saying the request never fits.  Returns their ids.
-    """
-    skip = set(not_considered) | set(result.errors)
-    candidates = [j for j in jobs if j.id in result.unscheduled and j.id not in skip
-                  and not j.dependencies and "inner" not in j.types][:MAX_EXPLAINED]
-    never: list[int] = []
-    if not candidates:
-        return never
-    empty = empty_scheduler()
-    for job in candidates:
-        alone = empty.schedule([job], now)
-        if job.id not in alone.assignments and job.id not in alone.errors:
-            why = ("its request never fits, even on an empty platform: more resources than exist or than its "
-                   "properties select, or a walltime beyond their available_upto or the end of time (2**31)")
-            log.warning("job %s: %s", job.id, why)
-            result.unscheduled[job.id] = why
-            never.append(job.id)
-    return never
-
-
-def _cycle_message(job_id: int, members: list[int], shown: int = 10) -> str:
-    if members == [job_id]:
-        return f"depends on itself (job {job_id} waits for job {job_id})"
-    names = ", ".join(map(str, members[:shown]))
-    if len(members) > shown:
-        names += f" and {len(members) - shown} more"
-    return f"dependency cycle among jobs {names}: none of them can ever start"
-
-
-def _not_considered(jobs: list[Job], result: ScheduleResult, deadline: Deadline | None) -> list[int]:
-    """Jobs the deadline stopped the loop before (every job considered ends placed or unscheduled)."""
-    if deadline is None:
-        return []
-    missed = [j.id for j in jobs if j.id not in result.assignments and j.id not in result.unscheduled]
-    if missed:
+def _not_considered(outcome: RoundOutcome, deadline: Deadline | None) -> list[int]:
+    """Jobs the deadline stopped the loop before: logged, and told why in the result."""
+    missed = outcome.not_considered
+    if missed and deadline is not None:
         log.warning("%s: %d of %d jobs not considered this round (first: %s); they keep waiting",
-                    deadline.describe(), len(missed), len(jobs), ", ".join(map(str, missed[:20])))
+                    deadline.describe(), len(missed), len(outcome.jobs), ", ".join(map(str, missed[:20])))
         for jid in missed:
-            result.unscheduled[jid] = f"not considered: {deadline.describe()}"
+            outcome.result.unscheduled[jid] = f"not considered: {deadline.describe()}"
     return missed
 
 

@@ -34,7 +34,7 @@ Resources are always given as *order indices*: positions in
 ``platform.resources`` (the scheduling order, OAR3's ``SCHEDULER_RESOURCE_ORDER``),
 as sorted ``int64`` arrays.  ``platform.rids[indices]`` gives resource ids.
 
-Whatever a plugin returns is checked before use (see :mod:`oarsched.plugins.runtime`):
+Whatever a plugin returns is checked before use (see :mod:`oarsched.engine.plugin_runtime`):
 resources outside the window's free set or outside the job's property
 constraints, a placement overlapping other jobs, exceeding the quotas or
 starting too early, a value of the wrong type, or an exception, are reported

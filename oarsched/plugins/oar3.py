@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from oarsched.model.job import ATTRIBUTE_TYPES
 from oarsched.plugins.api import (
     AssignContext,
     MoldableRequest,
@@ -215,8 +216,6 @@ class OAR3Job:
     """The attributes of OAR3's ``Job`` an assign function reads, and the three it writes."""
 
     def __init__(self, ctx: AssignContext) -> None:
-        from oarsched.engine.scheduler import ATTRIBUTE_TYPES
-
         job = ctx.job
         self.id = job.id
         self.name = job.name

@@ -72,12 +72,13 @@ from typing import Any
 
 import numpy as np
 
+from oarsched.engine.round import Round, RoundOptions, _order, run_round, screen
 from oarsched.engine.scheduler import Assignment, ScheduledJob, Scheduler, SchedulerOptions, ScheduleResult
 from oarsched.errors import ConfigError
 from oarsched.model.job import Dependency, Job
 from oarsched.model.platform import Platform
 from oarsched.oar.config import OarConfig
-from oarsched.policies.sorting import AccountingRow, needs_accounting, order_jobs
+from oarsched.policies.sorting import AccountingRow, needs_accounting
 from oarsched.sim.metrics import DEFAULT_BOUND, Comparison, Metrics, compare, compute_metrics
 from oarsched.sim.records import JobRecord, Run, write_records
 from oarsched.sim.workload import Workload, WorkloadJob, load_workload
@@ -354,7 +355,7 @@ class _Run:
         self.fresh: list[_SimJob] = []  # jobs queued since that plan
         self.on_close: Callable[[JobRecord], None] | None = None
         self.interrupted_at: int | None = None
-        self.kept_by: tuple[Scheduler, str, Any] | None = None  # the scheduler, queue and slot sets holding the plan
+        self.kept_by: tuple[str, Round] | None = None  # the queue and the round whose slot sets hold the plan
         self.done = 0
         self.events: list[tuple[int, int, int, Any]] = []
         self.seq = 0
@@ -605,15 +606,17 @@ class _Run:
             waiting = self.waiting[queue]
             if not waiting:
                 continue
-            jobs = self.ordered(waiting, queue, now)
             scheduler = self.sim.besteffort_scheduler if queue == "besteffort" else self.sim.scheduler
             if self.sim.backfilling == "easy":
-                result = self.schedule_easy(scheduler, jobs, now, scheduled)
+                result = self.schedule_easy(scheduler, self.waiting_jobs(waiting), queue, now, scheduled)
+                skipped: dict[int, str] = {}
             else:
-                result = scheduler.schedule(jobs, now, scheduled, keep=self.sim.extendable)
-                self.kept_by = (scheduler, queue, scheduler.kept) if scheduler.kept is not None else None
-            for job_id, why in result.unscheduled.items():
-                waiting[job_id].reason = why
+                outcome = run_round(self.sim.platform, self.waiting_jobs(waiting), scheduled,
+                                    self.round_options(queue, now), search=scheduler)
+                result, skipped = outcome.result, outcome.skipped
+                self.kept_by = (queue, outcome.state) if self.sim.extendable and outcome.state is not None else None
+            for job_id, why in (*skipped.items(), *result.unscheduled.items()):
+                waiting[job_id].reason = why  # a job skipped by the screen (dependency cycle) keeps waiting
             for job_id, error in result.errors.items():
                 job = waiting.pop(job_id)
                 self.close(job, "rejected", error)
@@ -652,11 +655,14 @@ class _Run:
         return True
 
     def extend_plan(self, now: int) -> dict[int, Assignment]:
-        """The last plan, with the jobs queued since placed after it (see :meth:`can_extend`)."""
+        """The last plan, with the jobs queued since placed after it (see :meth:`can_extend`).
+
+        With one queue waiting, the last round (whose slot sets hold the whole
+        plan) is continued at ``now``; otherwise a round is built from the
+        running jobs and the plan.
+        """
         queues = [q for q in self.sim.queue_order if self.waiting[q]]
-        kept = self.kept_by
-        if kept is not None and (len(queues) != 1 or kept[1] != queues[0] or kept[0].kept is not kept[2]):
-            kept = None  # another queue waits, or the scheduler was used since (an advance reservation)
+        kept = self.kept_by if self.kept_by is not None and queues == [self.kept_by[0]] else None
         scheduled: list[ScheduledJob] = []
         if kept is None:
             for jid, a in self.planned.items():
@@ -668,14 +674,22 @@ class _Run:
             new = sorted((j for j in self.fresh if j.spec.queue == queue and j.state == "waiting"), key=lambda j: j.id)
             if not new:
                 continue
-            scheduler = self.sim.besteffort_scheduler if queue == "besteffort" else self.sim.scheduler
-            if kept is not None:  # the last round's slot set holds the plan: place the new jobs in it
-                result = kept[0].schedule_more([j.job for j in new], now)
+            waiting = self.waiting[queue]
+            skipped: dict[int, str] = {}
+            jobs = screen([j.job for j in new], skipped)  # as a full round screens them
+            for job_id, why in skipped.items():
+                waiting[job_id].reason = why
+                self.plan_valid = False
+            if kept is not None:  # the last round's slot sets hold the plan: place the new jobs in them
+                result = kept[1].place_more(jobs, now)
                 self.kept_by = kept
             else:
-                result = scheduler.schedule([j.job for j in new], now, scheduled, keep=len(queues) == 1)
-                self.kept_by = (scheduler, queue, scheduler.kept) if scheduler.kept is not None else None
-            waiting = self.waiting[queue]
+                scheduler = self.sim.besteffort_scheduler if queue == "besteffort" else self.sim.scheduler
+                rnd = Round(scheduler, now, scheduled, round_ids=[j.id for j in jobs])
+                for job in jobs:
+                    rnd.place(job)
+                result = rnd.result
+                self.kept_by = (queue, rnd) if len(queues) == 1 and rnd.quotas is None else None
             for job_id, why in result.unscheduled.items():
                 waiting[job_id].reason = why
                 self.plan_valid = False
@@ -688,16 +702,24 @@ class _Run:
                     scheduled.append(self.planned_as[job_id])
         return dict(self.planned)
 
-    def schedule_easy(self, scheduler: Scheduler, jobs: list[Job], now: int,
+    def schedule_easy(self, scheduler: Scheduler, waiting: list[Job], queue: str, now: int,
                       scheduled: list[ScheduledJob]) -> ScheduleResult:
         """EASY backfilling: in order, start what can start now; only the first job that cannot is reserved.
 
-        Until that first job (the head), EASY and conservative backfilling
-        decide alike, so one conservative pass places the jobs before it;
-        the jobs after it are tried one by one against the head's reservation
-        only, and not at all once no resource is free now.
+        The jobs are ordered, capped and screened as a round does.  Until that
+        first job (the head), EASY and conservative backfilling decide alike,
+        so one conservative pass places the jobs before it; the jobs after it
+        are tried one by one against the head's reservation only, and not at
+        all once no resource is free now.
         """
         out = ScheduleResult()
+        options = self.round_options(queue, now)
+        jobs, _karma = _order(waiting, options)
+        if options.max_jobs is not None:
+            jobs = jobs[:options.max_jobs]
+        skipped: dict[int, str] = {}
+        jobs = screen(jobs, skipped)
+        out.unscheduled.update(skipped)
         held = list(scheduled)
         result = scheduler.schedule(jobs, now, held)
         head_at = len(jobs)
@@ -755,20 +777,18 @@ class _Run:
             self.need_cache[job.id] = requested_resources(self.jobs[job.id].spec.request)
         return self.need_cache[job.id]
 
-    def ordered(self, waiting: dict[int, _SimJob], queue: str, now: int) -> list[Job]:
-        """The queue's waiting jobs in the policy's order, capped, with their dependencies' states."""
-        jobs = [j.job for j in waiting.values()]
-        accounting = self.accounting_list(now) if needs_accounting(self.sim.config) else []
-        order, _karma = order_jobs(jobs, accounting, [queue], now, self.sim.config)
-        if self.sim.max_jobs is not None:
-            order = order[: self.sim.max_jobs]
-        out = []
-        for job_id in order:
-            job = waiting[job_id]
+    def waiting_jobs(self, waiting: dict[int, _SimJob]) -> list[Job]:
+        """The queue's waiting jobs, with their dependencies' states."""
+        for job in waiting.values():
             if job.spec.depends:
                 job.job.dependencies = [self.dependency(d) for d in job.spec.depends]
-            out.append(job.job)
-        return out
+        return [j.job for j in waiting.values()]
+
+    def round_options(self, queue: str, now: int) -> RoundOptions:
+        """The queue's round: the policy's order, capped; no never-fit check (done at submission)."""
+        return RoundOptions(now=now, queues=[queue], ordering=self.sim.config,
+                            accounting=lambda _start, at: self.accounting_list(at), max_jobs=self.sim.max_jobs,
+                            max_explained=0)
 
     def dependency(self, job_id: int) -> Dependency:
         dep = self.jobs[job_id]

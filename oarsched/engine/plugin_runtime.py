@@ -1,8 +1,10 @@
 """Running find and assign plugins inside a scheduling round.
 
-The scheduler hands a job here only when its types name a plugin
-(``find=``/``assign=``); every other job stays on the compiled path and this
-module is not even imported.
+A round hands a job here only when its types name a plugin
+(``find=``/``assign=``); every other job stays on the compiled path.  This
+is engine code: it runs the plugins on the public search API of
+:class:`~oarsched.engine.search.Search`; the plugins see only
+:mod:`oarsched.plugins.api`.
 
 * A **find** plugin is called window by window by a Python window search
   (:meth:`JobSearch.scan`) with the same windows as the compiled one
@@ -27,13 +29,15 @@ from __future__ import annotations
 import operator
 import os
 import traceback
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from oarsched._core import bitset
-from oarsched.engine.slots import share_extension
-from oarsched.model.job import ALLOW
+from oarsched.engine.quotas import QuotaState
+from oarsched.engine.search import Choice, CompiledMoldable, Found, Search
+from oarsched.engine.slots import SlotSet, share_extension
+from oarsched.model.job import ALLOW, Job, placeholder_of, quota_view, timesharing_key
 from oarsched.model.quotas import UNASSIGNED_RULES_ID, check_window
 from oarsched.plugins.api import (
     AssignContext,
@@ -49,29 +53,21 @@ from oarsched.plugins.api import (
 )
 from oarsched.plugins.registry import PluginCall, parse_plugin_call
 
-if TYPE_CHECKING:
-    from oarsched.engine.scheduler import CompiledMoldable, Scheduler
-    from oarsched.engine.slots import SlotSet
-    from oarsched.model.job import Job
 
-Choice = tuple[int, int, int, np.ndarray]
-"""``(moldable_id, W, start, resources bitset)``: what the scheduler applies."""
-
-
-def choose(scheduler: "Scheduler", ss: "SlotSet", job: "Job", moldables: Sequence["CompiledMoldable"],
-           min_start: int, quotas: Any) -> Choice | str | None:
+def choose(search: Search, ss: SlotSet, job: Job, moldables: Sequence[CompiledMoldable],
+           min_start: int) -> Choice | str | None:
     """Place a job whose types name a plugin: a choice, None (no place), or the reason it got none."""
-    registry = scheduler.plugin_registry()
+    registry = search.plugin_registry()
     types = job.types
     finder = None
     if "find" in types:
         call = parse_plugin_call(types["find"])
         finder = BoundPlugin("find", call, registry.find(call.name, job.id), job.id)
-    search = JobSearch(scheduler, ss, job, moldables, min_start, quotas, finder)
+    job_search = JobSearch(search, ss, job, moldables, min_start, finder)
     if "assign" in types:
         call = parse_plugin_call(types["assign"])
-        return search.assign(BoundPlugin("assign", call, registry.assign(call.name, job.id), job.id))
-    return search.choose()
+        return job_search.assign(BoundPlugin("assign", call, registry.assign(call.name, job.id), job.id))
+    return job_search.choose()
 
 
 class BoundPlugin:
@@ -115,28 +111,24 @@ class _Refused(Exception):
 class JobSearch:
     """The window searches of one plugin job, and the service behind its AssignContext."""
 
-    def __init__(self, scheduler: "Scheduler", ss: "SlotSet", job: "Job",
-                 moldables: Sequence["CompiledMoldable"], min_start: int, quotas: Any,
-                 finder: BoundPlugin | None) -> None:
-        from oarsched.engine.scheduler import _QuotaView, _ts_key
-        from oarsched.model.job import placeholder_of
-
-        self.sched = scheduler
+    def __init__(self, search: Search, ss: SlotSet, job: Job, moldables: Sequence[CompiledMoldable],
+                 min_start: int, finder: BoundPlugin | None) -> None:
+        self.sched = search
         self.ss = ss
         self.job = job
         self.compiled = list(moldables)
         self.min_start = min_start
-        self.quotas = quotas
-        self.with_quotas = quotas is not None and not job.no_quotas
-        self.quota_job = _QuotaView.of(job) if self.with_quotas else None
+        self.quotas: QuotaState | None = search.quotas
+        self.with_quotas = self.quotas is not None and not job.no_quotas
+        self.quota_job = quota_view(job) if self.with_quotas else None
         self.finder = finder
-        self._share = (_ts_key(job), *placeholder_of(job.types))
+        self._share = (timesharing_key(job), *placeholder_of(job.types))
         self._ext: np.ndarray | None = None
         self.plans = [self._plan(c) for c in self.compiled]
         self._compiled_of = {id(p): c for p, c in zip(self.plans, self.compiled)}
         self._plan_of = {id(c): p for p, c in zip(self.plans, self.compiled)}
 
-    def _plan(self, c: "CompiledMoldable") -> MoldableRequest:
+    def _plan(self, c: CompiledMoldable) -> MoldableRequest:
         groups = tuple(GroupRequest(tuple(levels), cons) for levels, cons in c.groups)
         return MoldableRequest(c.id, c.walltime, groups, c.request, self.sched.hierarchy)
 
@@ -157,16 +149,16 @@ class JobSearch:
     # -- the scheduler's moldable choice, with the job's find plugin ------------------------
     def choose(self) -> Choice | None:
         if self.finder is None:
-            return self.sched._choose_moldable(self.ss, self.job, self.compiled, self.min_start, self.quotas)
-        return self.sched._choose_moldable(self.ss, self.job, self.compiled, self.min_start, self.quotas,
-                                           self._find_window_with_plugin)
+            return self.sched.choose_moldable(self.ss, self.job, self.compiled, self.min_start)
+        return self.sched.choose_moldable(self.ss, self.job, self.compiled, self.min_start,
+                                          self._find_window_with_plugin)
 
-    def _find_window_with_plugin(self, ss, job, mld: "CompiledMoldable", min_start: int, quotas):
+    def _find_window_with_plugin(self, ss: SlotSet, job: Job, mld: CompiledMoldable, min_start: int) -> Found | None:
         assert self.finder is not None  # only installed as the search of a job with a find plugin
         return self.search(self._plan_of[id(mld)], min_start, None, self.finder)
 
     def search(self, plan: MoldableRequest, min_start: int, latest: int | None,
-               finder: BoundPlugin) -> tuple[int, np.ndarray] | None:
+               finder: BoundPlugin) -> Found | None:
         """First window from ``min_start`` (-1: the beginning) where ``finder`` takes resources.
 
         Returns ``(start, resources bitset)`` or None.
@@ -174,7 +166,7 @@ class JobSearch:
         if min_start < 0:
             start_sid = 0
         else:
-            start_sid = self.sched._start_slot(self.ss, min_start)
+            start_sid = self.sched.start_slot(self.ss, min_start)
             if start_sid < 0:
                 return None
 
@@ -227,7 +219,7 @@ class JobSearch:
             if quotas.calendar.window_limit_reached(begin, ss.slot(right)[1], job_end, quotas.now):
                 return None
             if ss.rules_id(right) == UNASSIGNED_RULES_ID:
-                quotas._split_along_calendar(ss, right)
+                quotas.split_along_calendar(ss, right)
             if ss.slot(right)[1] >= job_end or not ss.next_of(right):
                 return right
             right = ss.next_of(right)
@@ -323,7 +315,7 @@ class JobSearch:
         if self.with_quotas and self.quotas.calendar is not None:
             for sid in ss.ids(ss.slot_id_at(start), ss.slot_id_at(end)):
                 if ss.rules_id(sid) == UNASSIGNED_RULES_ID:
-                    self.quotas._split_along_calendar(ss, sid)
+                    self.quotas.split_along_calendar(ss, sid)
         return ss.slot_id_at(start), ss.slot_id_at(end)
 
     # -- the AssignContext service -------------------------------------------------------------
@@ -337,7 +329,7 @@ class JobSearch:
             finder = BoundPlugin("find", PluginCall(getattr(find, "__name__", repr(find))), find, self.job.id)
         if finder is None:
             compiled = self._compiled_of[id(plan)]
-            found = self.sched._find_window(self.ss, self.job, compiled, min_start, self.quotas)
+            found = self.sched.find_window(self.ss, self.job, compiled, min_start)
         else:
             found = self.search(plan, min_start, latest, finder)
         if found is None or (latest is not None and found[0] > latest):
