@@ -188,7 +188,8 @@ class _SimJob:
     """A job's state during the simulation."""
 
     spec: WorkloadJob
-    job: Job
+    job: Job | None = None
+    """The engine's view of the job, from its submission to its end (not kept longer: memory)."""
     state: str = "pending"  # pending -> waiting | reserved -> running -> done
     status: str = ""
     reason: str = ""
@@ -341,7 +342,7 @@ class _Run:
         self.progress = progress
         self.jobs: dict[int, _SimJob] = {}
         for spec in workload.jobs:
-            self.jobs[spec.id] = _SimJob(spec=spec, job=_engine_job(spec))
+            self.jobs[spec.id] = _SimJob(spec=spec)
         self.waiting: dict[str, dict[int, _SimJob]] = {q: {} for q in sim.queue_order}
         self.running: dict[int, _SimJob] = {}
         self.reserved: dict[int, ScheduledJob] = {}  # accepted reservations not started yet
@@ -361,6 +362,8 @@ class _Run:
         self.seq = 0
         self.wake_generation = 0
         self.fits_cache: dict[tuple, str] = {}
+        self.rid_objs: list[int] = sim.platform.rids.tolist()
+        """One int object per resource id, shared by every job's resource list (memory)."""
         self.need_cache: dict[int, int] = {}
         self.accounting = _Accounting(sim.accounting_window, sim.config.fairsharing_window_size
                                       if needs_accounting(sim.config) else 0)
@@ -463,6 +466,7 @@ class _Run:
 
     # -- job life ------------------------------------------------------------------------
     def submit(self, job: _SimJob, now: int) -> None:
+        job.job = _engine_job(job.spec)
         if job.spec.reservation is not None:
             self.reserve(job, now)
             return
@@ -568,6 +572,7 @@ class _Run:
 
     def close(self, job: _SimJob, status: str, reason: str) -> None:
         job.state = "done"
+        job.job = None
         job.status = status
         job.reason = reason
         self.done += 1
@@ -802,17 +807,18 @@ class _Run:
 
     def launch(self, now: int, decisions: dict[int, Assignment]) -> None:
         """Start the reservations due and the jobs placed at ``now``; kill the besteffort jobs in their way."""
-        starting = [(self.jobs[s.id], s.resources, s.moldable_id) for s in list(self.reserved.values())
-                    if s.start_time <= now]
-        starting += [(self.jobs[jid], a.resources, a.moldable_id) for jid, a in decisions.items()
-                     if a.start_time <= now]
+        platform, rid_objs = self.sim.platform, self.rid_objs
+        starting = [(self.jobs[s.id], [rid_objs[i] for i in platform.roids(s.resources, schedulable_only=False).tolist()],
+                     s.moldable_id) for s in list(self.reserved.values()) if s.start_time <= now]
+        starting += [(self.jobs[jid], [rid_objs[i] for i in a.roids.tolist()], a.moldable_id)
+                     for jid, a in decisions.items() if a.start_time <= now]
         for job, resources, _ in starting:
             if not job.spec.besteffort:
                 victims = sorted({self.besteffort_on[r] for r in resources if r in self.besteffort_on})
                 for victim in victims:
                     self.preempt(self.jobs[victim], now, by=job.id)
         for job, resources, moldable_id in starting:
-            self.start(job, now, list(resources), moldable_id)
+            self.start(job, now, resources, moldable_id)
 
     def as_scheduled(self, job: _SimJob, a: Assignment, start: int, state: str) -> ScheduledJob:
         return ScheduledJob(id=job.id, start_time=start, walltime=job.spec.walltime, resources=a.rids,
@@ -852,7 +858,7 @@ class _Run:
         return JobRecord(
             id=spec.id, submit=spec.submit, walltime=spec.walltime, status=job.status,
             start=job.start, end=job.end if started else None,
-            resources=list(job.resources) if started else [], user=spec.user, queue=spec.queue,
+            resources=job.resources if started else [], user=spec.user, queue=spec.queue,
             reservation=spec.reservation is not None, besteffort=spec.besteffort,
             preemptions=job.preemptions, reason=job.reason,
         )
