@@ -524,12 +524,7 @@ def _add_simulate_parser(sub) -> None:
                    help="schedulable resources of the compared run's platform (default: this run's)")
     p.add_argument("--bound", type=int, default=10, metavar="S", help="bounded-slowdown threshold (default 10 s)")
     p.add_argument("--gantt", metavar="CHART", help="also draw the run as a Gantt chart (.svg, .png or .html)")
-    p.add_argument("--from", dest="start", type=int, metavar="T", help="with --gantt: left end of the time window")
-    p.add_argument("--to", dest="end", type=int, metavar="T", help="with --gantt: right end of the time window")
-    p.add_argument("--colour-by", choices=("state", "user", "queue", "job"), default="user",
-                   help="what the colours tell apart (default: user); the legend says it")
-    p.add_argument("--compress-idle", type=int, metavar="S",
-                   help="cut idle stretches longer than S seconds down to S (static charts), marked on the chart")
+    _add_chart_options(p, colour="user", prefix="with --gantt: ")
     p.add_argument("--plot", metavar="CHART", help="plot utilization, queue length and per-user slowdown over "
                    "time for every policy (.svg or .png)")
     p.add_argument("--batsim", metavar="DIR", help="write Batsim's out_jobs.csv and out_schedule.csv there")
@@ -538,6 +533,16 @@ def _add_simulate_parser(sub) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
     p.set_defaults(func=cmd_simulate)
+
+
+def _add_chart_options(p, *, colour: str, prefix: str = "") -> None:
+    """The time window and the look of a chart (simulate --gantt, gantt)."""
+    p.add_argument("--from", dest="start", type=int, metavar="T", help=f"{prefix}left end of the time window")
+    p.add_argument("--to", dest="end", type=int, metavar="T", help=f"{prefix}right end of the time window")
+    p.add_argument("--colour-by", choices=("state", "user", "queue", "job"), default=colour,
+                   help=f"what the colours tell apart (default: {colour}); the legend says it")
+    p.add_argument("--compress-idle", type=int, metavar="S",
+                   help="cut idle stretches longer than S seconds down to S (static charts), marked on the chart")
 
 
 def _add_synth_parser(sub) -> None:
@@ -585,12 +590,7 @@ def _add_gantt_parser(sub) -> None:
                    "database on 127.0.0.1, refreshed as rounds are written")
     p.add_argument("--port", type=int, default=8000, help="with --serve: the port (default 8000)")
     p.add_argument("--refresh", type=int, default=10, metavar="S", help="with --serve: reload every S seconds")
-    p.add_argument("--from", dest="start", type=int, metavar="T", help="left end of the time window")
-    p.add_argument("--to", dest="end", type=int, metavar="T", help="right end of the time window")
-    p.add_argument("--colour-by", choices=("state", "user", "queue", "job"), default="state",
-                   help="what the colours tell apart (default: state); the legend says it")
-    p.add_argument("--compress-idle", type=int, metavar="S",
-                   help="cut idle stretches longer than S seconds down to S (static charts), marked on the chart")
+    _add_chart_options(p, colour="state")
     p.add_argument("--max-rows", type=int, default=150, help="rows before aggregating per node (default 150)")
     p.add_argument("--width", type=float, default=14.0, help="width in inches (default 14)")
     p.add_argument("--title", help="chart title")

@@ -15,16 +15,14 @@ import pytest
 from oarsched.sim import WorkloadJob, platform_from_spec, simulate
 from oarsched.viz import gantt_from_simulation
 from oarsched.viz.html import gantt_data, serve_gantt, write_gantt_html
+from tests.conftest import missing
 
 
 def _chromedriver() -> str:
     path = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver")
                                             else None)
     if path is None:
-        msg = "chromium-driver is not installed (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing("chromium-driver is not installed (apt-get install chromium chromium-driver)")
     return path
 
 

@@ -27,7 +27,7 @@ import os
 from collections.abc import Sequence
 
 from oarsched.model.job import JobError, parse_request
-from oarsched.sim.records import JobRecord
+from oarsched.sim.records import JobRecord, format_ranges
 
 __all__ = ["BATSIM_JOB_COLUMNS", "BATSIM_SCHEDULE_COLUMNS", "write_batsim_jobs", "write_batsim_schedule",
            "write_swf", "write_workload_swf"]
@@ -56,13 +56,7 @@ _SWF_STATUS = {"completed": 1, "killed": 0, "preempted": 0, "running": 0, "rejec
 
 def intervals(indices: Sequence[int]) -> str:
     """``[0, 1, 2, 3, 8, 9]`` -> ``"0-3 8-9"`` (Batsim's and procset's interval text)."""
-    out: list[list[int]] = []
-    for i in sorted(indices):
-        if out and i == out[-1][1] + 1:
-            out[-1][1] = i
-        else:
-            out.append([i, i])
-    return " ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in out)
+    return format_ranges(indices, sep=" ")
 
 
 def requested_resources(request: str) -> int:

@@ -117,15 +117,15 @@ class Run:
 
 # ------------------------------------------------------------------------- ranges
 
-def format_ranges(ids: Iterable[int]) -> str:
-    """``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
+def format_ranges(ids: Iterable[int], sep: str = ",") -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3,7"`` (``sep=" "``: ``"1-3 7"``, Batsim's and procset's interval text)."""
     runs: list[list[int]] = []
     for i in sorted(ids):
         if runs and i == runs[-1][1] + 1:
             runs[-1][1] = i
         else:
             runs.append([i, i])
-    return ",".join(f"{a}-{b}" if b != a else f"{a}" for a, b in runs)
+    return sep.join(f"{a}-{b}" if b != a else f"{a}" for a, b in runs)
 
 
 def parse_ranges(text: str) -> list[int]:
