@@ -13,11 +13,13 @@ import numpy as np
 from oarsched._core import bitset
 from oarsched._core.hierarchy import Request
 from oarsched._core.slotset import SlotSet
+from oarsched.model.job import quota_view
 from oarsched.model.platform import Platform
 from oarsched.model.quotas import (
     UNASSIGNED_RULES_ID,
     Counters,
     QuotasConfig,
+    QuotasSettings,
     _combined_count,
     _compare,
     _counted_keys,
@@ -59,14 +61,14 @@ class QuotaState:
 
     # -- construction ------------------------------------------------------------------
     @classmethod
-    def from_config(cls, oar_config, platform: Platform) -> "QuotaState":
-        """From oar.conf's QUOTAS_* keys (QUOTAS_CONF_FILE read and checked)."""
-        mode = oar_config.quotas_all_nb_resources_mode
+    def from_settings(cls, settings: QuotasSettings, platform: Platform) -> "QuotaState":
+        """From oar.conf's QUOTAS_* keys (the rules file read and checked)."""
+        mode = settings.all_nb_resources_mode
         return cls(QuotasConfig.from_file(
-            oar_config.quotas_conf_file,
+            settings.conf_file,
             nb_resources_all=_all_value(platform, mode),
-            period=oar_config.quotas_period,
-            window_time_limit=oar_config.quotas_window_time_limit,
+            period=settings.period,
+            window_time_limit=settings.window_time_limit,
             all_mode=mode,
         ))
 
@@ -139,6 +141,15 @@ class QuotaState:
                 ss.cache.record(walltime, request, ss.last_fit)
             return found
         return self._find_with_calendar(ss, start_sid, walltime, request, ext, admitted)
+
+    def admits_window(self, ss: SlotSet, sl: int, sr: int, walltime: int, job, res: np.ndarray,
+                      default_set: np.ndarray) -> bool:
+        """Whether the quotas admit ``job`` on the fixed window ``sl..sr`` with ``res`` (advance reservations).
+
+        OAR3 checks a new reservation's quotas whatever its ``no_quotas`` type.
+        """
+        check = _JobCheck(self.config, quota_view(job), walltime, self._job_rules)
+        return check.admits(ss, sl, sr, bitset.count(res & default_set))
 
     def _find_with_calendar(self, ss: SlotSet, start_sid: int, walltime: int, request: Request, ext, admitted):
         cal = self.calendar

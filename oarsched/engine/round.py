@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -29,7 +29,13 @@ from oarsched.engine.slots import MAX_TIME, Occupation, SlotSet, give, insert_jo
 from oarsched.errors import JobError, OarschedError
 from oarsched.model.job import AVAILABLE_UPTO_JOB, Job, dependency_cycles, validate_job
 from oarsched.model.platform import Platform
-from oarsched.policies.sorting import AccountingRow, karma_window_start, needs_accounting, order_jobs
+from oarsched.policies.sorting import (
+    AccountingRow,
+    SortingConfig,
+    karma_window_start,
+    needs_accounting,
+    order_jobs,
+)
 
 if TYPE_CHECKING:
     from oarsched.plugins.registry import PluginRegistry
@@ -95,14 +101,19 @@ class Round:
                   for t, res, nb_default in self.search.leaving]
         insert_jobs(ss, pseudo, self.quotas)
 
-    def _insert_scheduled(self, scheduled: list[ScheduledJob]) -> None:
+    def add_scheduled(self, scheduled: Iterable[ScheduledJob]) -> None:
+        """Jobs already in the gantt occupy their resources, besteffort ones included (the meta-scheduler
+        adds the running besteffort jobs when it reaches the besteffort queue)."""
+        self._insert_scheduled(list(scheduled), keep_besteffort=True)
+
+    def _insert_scheduled(self, scheduled: list[ScheduledJob], keep_besteffort: bool = False) -> None:
         search, now, slot_sets = self.search, self.now, self.slot_sets
         sec = search.options.job_security_time
         per_set: dict[str, list[Occupation]] = {"default": []}
         held: dict[int, Any] = {}
         for job in sorted(scheduled, key=lambda j: (j.start_time, j.id)):
             is_be = "besteffort" in job.types
-            if is_be and not search.options.besteffort_round:
+            if is_be and not (search.options.besteffort_round or keep_besteffort):
                 continue
             entry = search.held_entry(job, held)
             res = entry.res
@@ -218,9 +229,9 @@ class RoundOptions:
     now: int
     queues: Sequence[str] = ("default",)
     """The queues scheduled together (their accounting rows count for the karma)."""
-    ordering: Any = None
-    """The ordering settings (JOB_PRIORITY and its keys, an :class:`~oarsched.oar.config.OarConfig`);
-    None keeps the jobs in the order given."""
+    ordering: SortingConfig | None = None
+    """JOB_PRIORITY and its keys (:class:`~oarsched.policies.sorting.SortingSettings`); None keeps the
+    jobs in the order given."""
     accounting: AccountingSource | None = None
     """Where FAIRSHARE and MULTIFACTOR read past consumption (none: no rows)."""
     max_jobs: int | None = None
@@ -267,15 +278,20 @@ class RoundOutcome:
 
 
 def run_round(platform: Platform, jobs: Sequence[Job], scheduled: Iterable[ScheduledJob], options: RoundOptions,
-              should_stop: Callable[[], bool] | None = None, search: Search | None = None) -> RoundOutcome:
+              should_stop: Callable[[], bool] | None = None, search: Search | None = None,
+              into: Round | None = None) -> RoundOutcome:
     """Order, cap, screen and place ``jobs`` after the ``scheduled`` ones; tell those that never fit.
 
     ``should_stop`` is asked before each job but the first (a placement is
     never interrupted; every round makes progress): once it says True, the
     remaining jobs are ``not_considered``.  ``search`` reuses a
     :class:`Search` built for ``platform`` (its options then apply, not
-    ``options.scheduler``).
+    ``options.scheduler``).  ``into``: place into that round's slot sets
+    (which keep what earlier calls placed: the meta-scheduler's queue groups
+    share them) instead of new ones; ``scheduled`` and ``search`` are then its.
     """
+    if into is not None:
+        search = into.search
     if search is None:
         search = Search(platform, options.scheduler, constraints=options.constraints, plugins=options.plugins)
     ordered, karma = _order(jobs, options)
@@ -283,7 +299,12 @@ def run_round(platform: Platform, jobs: Sequence[Job], scheduled: Iterable[Sched
         ordered = ordered[:options.max_jobs]
     skipped: dict[int, str] = {}
     ordered = screen(ordered, skipped)
-    rnd = Round(search, options.now, scheduled, round_ids=(j.id for j in ordered))
+    if into is None:
+        rnd = Round(search, options.now, scheduled, round_ids=(j.id for j in ordered))
+    else:
+        rnd = into
+        rnd.round_ids = {j.id for j in ordered}
+        rnd.result = ScheduleResult()
     not_considered: list[int] = []
     for i, job in enumerate(ordered):
         if i > 0 and should_stop is not None and should_stop():

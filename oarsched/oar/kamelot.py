@@ -47,14 +47,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from oarsched.engine.constraints import GroupConstraints
+from oarsched.engine.quotas import QuotaState
 from oarsched.engine.result import ScheduleResult
 from oarsched.engine.round import RoundOptions, RoundOutcome, run_round
 from oarsched.engine.search import SchedulerOptions
 from oarsched.errors import ConfigError, OarschedError, PropertyError, UsageError
 from oarsched.model.job import Job
-from oarsched.model.platform import MAX_TIME, RESOURCE_STATES, Platform, Resource
+from oarsched.model.platform import MAX_TIME, Platform
 from oarsched.oar.config import OarConfig, setup_logging
 from oarsched.oar.db import OarDatabase, job_message
+from oarsched.oar.readers import read_platform
 
 log = logging.getLogger("oarsched.kamelot")
 
@@ -62,9 +64,6 @@ PROG = "oarsched-kamelot"
 
 PLACEMENT_SHARE = 0.5
 """Share of ``SCHEDULER_TIMEOUT`` the placement loop may use; the rest is left for writing."""
-
-NOT_SCHEDULABLE_STATE = "Suspected"
-"""What a resource of unknown state counts as: neither schedulable nor Dead (OAR3's treatment)."""
 
 
 @dataclass
@@ -132,12 +131,11 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         if not rows.jobs:
             _log_empty_queue(db, conn, queue, report)
             return report
-        resources = _known_states(db.read_resources(conn, config.resource_order_terms))
-        platform = Platform(resources, config.hierarchy_labels, config.suspendable_types)
+        platform = read_platform(db, conn, config)
         report.platform = platform
         scheduled = db.read_scheduled_jobs(conn, now)
         options = RoundOptions(
-            now=now, queues=[queue], ordering=config,
+            now=now, queues=[queue], ordering=config.sorting_settings(),
             accounting=lambda start, stop: db.read_accounting(conn, [queue], start, stop),
             max_jobs=config.max_jobs_per_round,
             scheduler=SchedulerOptions(
@@ -158,15 +156,7 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         report.not_considered = _not_considered(outcome, deadline)
         karma = outcome.karma
         t3 = time.perf_counter()
-        messages = {}
-        placed_karma = {}
-        for jid, a in result.assignments.items():
-            job_type, q, name = rows.message_info[jid]
-            k = karma.get(jid) if karma else None
-            if k is not None:
-                placed_karma[jid] = k
-            messages[jid] = job_message(nb_resources=a.nb_resources, walltime=a.walltime, job_type=job_type,
-                                        queue=q, name=name, karma=k)
+        messages, placed_karma = decision_messages(result, rows.message_info, karma)
         report.karma = placed_karma
         if write:
             log.info("queue %s: writing %d decisions", queue, len(result.assignments))
@@ -175,6 +165,20 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
     report.timings = {"read": t2 - t0, "schedule": t3 - t2, "write": time.perf_counter() - t3}  # write includes the commit
     _log_round(report)
     return report
+
+
+def decision_messages(result: ScheduleResult, message_info: dict[int, tuple[str, str, str]],
+                      karma: dict[int, float]) -> tuple[dict[int, str], dict[int, float]]:
+    """``jobs.message`` of every placed job (``R=..,W=..,J=..,Q=..[,N=..][ (Karma=..)]``) and its karma."""
+    messages, placed_karma = {}, {}
+    for jid, a in result.assignments.items():
+        job_type, q, name = message_info[jid]
+        k = karma.get(jid) if karma else None
+        if k is not None:
+            placed_karma[jid] = k
+        messages[jid] = job_message(nb_resources=a.nb_resources, walltime=a.walltime, job_type=job_type,
+                                    queue=q, name=name, karma=k)
+    return messages, placed_karma
 
 
 def _guarded_select(db: OarDatabase, conn) -> Callable[[object], list[int]]:
@@ -211,21 +215,6 @@ def _log_empty_queue(db: OarDatabase, conn, queue: str, report: RoundReport) -> 
              f" ({len(report.skipped)} unreadable)" if report.skipped else "")
 
 
-def _known_states(resources: list[Resource]) -> list[Resource]:
-    """Resources whose state OAR does not know are logged and counted as neither schedulable nor Dead.
-
-    OAR3 only schedules on Alive and Absent resources and counts as dead only
-    the Dead ones; :class:`Platform` refuses other states, which would stop the
-    whole queue for one bad row.
-    """
-    for r in resources:
-        if r.state not in RESOURCE_STATES:
-            log.warning("resource %s: unknown state %r, not schedulable (treated as %s)",
-                        r.id, r.state, NOT_SCHEDULABLE_STATE)
-            r.state = NOT_SCHEDULABLE_STATE
-    return resources
-
-
 def _not_considered(outcome: RoundOutcome, deadline: Deadline | None) -> list[int]:
     """Jobs the deadline stopped the loop before: logged, and told why in the result."""
     missed = outcome.not_considered
@@ -250,15 +239,14 @@ def _log_round(report: RoundReport) -> None:
              report.timings["read"], report.timings["schedule"], report.timings["write"])
 
 
-def _quota_state(config: OarConfig, platform: Platform):
-    if not config.quotas_enabled:
+def _quota_state(config: OarConfig, platform: Platform) -> QuotaState | None:
+    settings = config.quotas_settings()
+    if settings is None:
         return None
-    from oarsched.engine.quotas import QuotaState
-
     try:
-        return QuotaState.from_config(config, platform)
+        return QuotaState.from_settings(settings, platform)
     except UnicodeDecodeError as exc:  # the rules reader catches OSError and bad JSON, not bad bytes
-        raise ConfigError(f"quotas rules file {config.quotas_conf_file}: not UTF-8 text ({exc.reason} "
+        raise ConfigError(f"quotas rules file {settings.conf_file}: not UTF-8 text ({exc.reason} "
                           f"at byte {exc.start})") from None
 
 
@@ -325,12 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _fail(message: str, logged: bool) -> int:
-    """Print ``oarsched-kamelot: MESSAGE`` (one line) on stderr, log it once logging is set up; return 1."""
+def _fail(message: str, logged: bool, prog: str = PROG) -> int:
+    """Print ``oarsched-kamelot: MESSAGE`` (one line; ``prog`` names another command) on stderr, log it once
+    logging is set up; return 1."""
     line = one_line(message)
     if logged:
-        log.error("%s", line)
-    print(f"{PROG}: {line}", file=sys.stderr)
+        logging.getLogger("oarsched").error("%s", line)
+    print(f"{prog}: {line}", file=sys.stderr)
     return 1
 
 

@@ -156,16 +156,12 @@ def _scheduled_kind(s, now: int | None, reservations: frozenset[int] | None = No
 
 def gantt_from_db(db, config, now: int, title: str = "") -> GanttChart:
     """What the gantt tables of an OAR3 database hold (``db``: OarDatabase, ``config``: OarConfig)."""
-    from sqlalchemy import select
+    from oarsched.oar.readers import read_platform, reservation_ids
 
-    from oarsched.sim.platforms import read_platform
-
-    jobs_t = db.tables["jobs"]
     with db.engine.connect() as conn:
         platform = read_platform(db, conn, config)
         scheduled = db.read_scheduled_jobs(conn, now)
-        reservations = frozenset(int(r[0]) for r in conn.execute(
-            select(jobs_t.c.job_id).where(jobs_t.c.reservation != "None")))
+        reservations = reservation_ids(db, conn)
     boxes = [GanttJob(s.id, s.start_time, s.start_time + int(s.walltime) + config.job_security_time,
                       list(s.resources), _scheduled_kind(s, now, reservations), user=s.user or "",
                       queue=s.queue or "", name=s.name or "") for s in scheduled]
@@ -702,6 +698,7 @@ def draw_gantt(chart: GanttChart, path: str | os.PathLike[str], *, max_rows: int
     if fmt not in ("svg", "png"):
         raise GanttError(f"{target}: the chart is written as SVG, PNG or an interactive HTML page: "
                          "name it .svg, .png or .html")
+    _matplotlib()
     import matplotlib
 
     with matplotlib.rc_context({"svg.fonttype": "none", "hatch.linewidth": 0.5}):
@@ -721,5 +718,5 @@ def _matplotlib():
         from matplotlib.lines import Line2D
         from matplotlib.patches import Patch, Rectangle
     except ImportError:
-        raise GanttError("Gantt charts need matplotlib: pip install matplotlib") from None
+        raise GanttError('Gantt charts need matplotlib: pip install "oarsched[viz]"') from None
     return Figure, FigureCanvasAgg, Rectangle, Patch, Line2D
