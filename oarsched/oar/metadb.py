@@ -84,34 +84,34 @@ class MetaDb:
             self.conn.execute(stmt)
 
     def reinsert_current_jobs(self) -> None:
-        """Jobs holding resources get their gantt rows back and a message without ``W=`` (trap T20/M7)."""
+        """Jobs holding resources get their gantt rows back and a message without ``W=`` (trap T20/M7).
+
+        The rows are copied inside the database (``INSERT ... SELECT``); only messages that change are written.
+        """
         from oarsched.oar.db import job_message
 
         j, ar = self.t["jobs"], self.t["assigned_resources"]
+        gp, gr = self.t["gantt_jobs_predictions"], self.t["gantt_jobs_resources"]
+        current = j.c.state.in_(CURRENT_STATES)
+        holding = select(ar.c.moldable_job_id).where(ar.c.moldable_job_id == j.c.assigned_moldable_job).exists()
+        self.conn.execute(insert(gp).from_select(
+            ["moldable_job_id", "start_time"],
+            select(j.c.assigned_moldable_job, func.coalesce(j.c.start_time, 0)).where(current, holding)))
+        self.conn.execute(insert(gr).from_select(
+            ["moldable_job_id", "resource_id"],
+            select(ar.c.moldable_job_id, ar.c.resource_id).distinct()
+            .join(j, j.c.assigned_moldable_job == ar.c.moldable_job_id).where(current)))
         stmt = (
-            select(j.c.job_id, j.c.assigned_moldable_job, j.c.start_time, j.c.job_type, j.c.queue_name,
-                   j.c.job_name, ar.c.resource_id)
+            select(j.c.job_id, j.c.job_type, j.c.queue_name, j.c.job_name, j.c.message, func.count(ar.c.resource_id))
             .join(ar, ar.c.moldable_job_id == j.c.assigned_moldable_job)
-            .where(j.c.state.in_(CURRENT_STATES))
-            .order_by(j.c.job_id, ar.c.resource_id)
+            .where(current)
+            .group_by(j.c.job_id, j.c.job_type, j.c.queue_name, j.c.job_name, j.c.message)
         )
-        jobs: dict[int, list] = {}
-        for row in self.conn.execute(stmt):
-            entry = jobs.get(row.job_id)
-            if entry is None:
-                entry = jobs[row.job_id] = [row, []]
-            entry[1].append(int(row.resource_id))
-        if not jobs:
-            return
-        preds, res, msgs = [], [], {}
-        for jid, (row, rids) in jobs.items():
-            mld = int(row.assigned_moldable_job)
-            preds.append({"moldable_job_id": mld, "start_time": int(row.start_time or 0)})
-            res.extend({"moldable_job_id": mld, "resource_id": r} for r in sorted(set(rids)))
-            msgs[jid] = job_message(nb_resources=len(rids), queue=row.queue_name, job_type=row.job_type or "PASSIVE",
-                                    name=row.job_name)
-        self.conn.execute(insert(self.t["gantt_jobs_predictions"]), preds)
-        self.conn.execute(insert(self.t["gantt_jobs_resources"]), res)
+        msgs = {}
+        for jid, job_type, queue, name, old, n in self.conn.execute(stmt):
+            msg = job_message(nb_resources=int(n), queue=queue, job_type=job_type or "PASSIVE", name=name)
+            if msg != old:
+                msgs[int(jid)] = msg
         self.db.update_jobs(self.conn, "message", msgs)
 
     # -- queues -------------------------------------------------------------------------------
@@ -287,8 +287,10 @@ class MetaDb:
     def launch(self, job: GanttJob) -> None:
         """start_time, assigned moldable, assigned resources, then state toLaunch."""
         self.update_job(job.id, start_time=self.now, assigned_moldable_job=job.moldable_id)
-        self.conn.execute(insert(self.t["assigned_resources"]),
-                          [{"moldable_job_id": job.moldable_id, "resource_id": rid} for rid in sorted(set(job.resources))])
+        gr = self.t["gantt_jobs_resources"]
+        self.conn.execute(insert(self.t["assigned_resources"]).from_select(
+            ["moldable_job_id", "resource_id"],
+            select(gr.c.moldable_job_id, gr.c.resource_id).where(gr.c.moldable_job_id == job.moldable_id)))
         self.set_job_state(job.id, "toLaunch")
 
     def copy_gantt_to_visu(self) -> None:
