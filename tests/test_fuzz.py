@@ -26,6 +26,7 @@ from oarsched.model import properties
 from oarsched.model.job import HALF_BEST, Dependency, Job, dependency_cycles, parse_request, validate_job
 from oarsched.model.quotas import QuotasConfig
 from oarsched.oar.config import OarConfig, parse_perl_hash, parse_resource_order, read_conf_file
+from oarsched.oar.property_sql import to_sqlalchemy
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -381,7 +382,7 @@ def test_property_accepted_by_sqlite_is_accepted_by_postgresql(pg_url: str):
             table.metadata.create_all(engine)
             for text in PG_REFUSED:
                 try:
-                    where = properties.parse_property(text).to_sqlalchemy(table)
+                    where = to_sqlalchemy(properties.parse_property(text), table)
                 except PropertyError:
                     continue
                 try:

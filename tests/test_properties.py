@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from oarsched.errors import PropertyError
 from oarsched.model.platform import Resource
+from oarsched.oar.property_sql import to_sqlalchemy
 from oarsched.model.properties import (
     MAX_LENGTH,
     And,
@@ -130,7 +131,7 @@ def raw_ids(conn: sa.Connection, text: str) -> set[int]:
 
 def our_ids(conn: sa.Connection, table: sa.Table, expr: Expr) -> set[int]:
     """What oarsched does: the compiled expression, values bound."""
-    statement = sa.select(table.c.resource_id).where(expr.to_sqlalchemy(table))
+    statement = sa.select(table.c.resource_id).where(to_sqlalchemy(expr, table))
     return set(conn.execute(statement).scalars())
 
 
@@ -389,7 +390,7 @@ def test_compiled_sql_has_no_literal_values(dialect: sa.Dialect) -> None:
         "network_address = 'node-3' AND cpu IN (17, 18) AND mem BETWEEN 4242 AND 4343 "
         "AND host LIKE 'zz%' AND NOT switch ILIKE 'qq'"
     )
-    compiled = expr.to_sqlalchemy(table).compile(
+    compiled = to_sqlalchemy(expr, table).compile(
         dialect=dialect, compile_kwargs={"render_postcompile": True})
     sql = str(compiled)
     for value in ("node-3", "17", "18", "4242", "4343", "zz%", "qq"):
@@ -547,7 +548,7 @@ def test_like_on_sqlite_keeps_sqlite_case_rules(db: Db) -> None:
 def test_unknown_column_names_it_and_lists_the_table(db: Db) -> None:
     _, table = db
     with pytest.raises(PropertyError) as info:
-        parse_property("mem > 1 AND gpu = 'a100'").to_sqlalchemy(table)
+        to_sqlalchemy(parse_property("mem > 1 AND gpu = 'a100'"), table)
     message = str(info.value)
     assert "'gpu'" in message and "mem > 1 AND gpu = 'a100'" in message
     assert all(name in message for name in table.c.keys())
@@ -555,7 +556,7 @@ def test_unknown_column_names_it_and_lists_the_table(db: Db) -> None:
 
 def test_id_maps_to_either_column_name() -> None:
     orm_like = sa.Table("resources", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
-    compiled = str(parse_property("resource_id = 1").to_sqlalchemy(orm_like).compile())
+    compiled = str(to_sqlalchemy(parse_property("resource_id = 1"), orm_like).compile())
     assert "resources.id" in compiled
 
 
@@ -563,13 +564,13 @@ def test_non_numeric_string_against_number_column_is_refused(db: Db) -> None:
     engine, table = db
     log = StatementLog(engine)
     with pytest.raises(PropertyError, match="non-numeric"):
-        parse_property("mem = 'lots'").to_sqlalchemy(table)
+        to_sqlalchemy(parse_property("mem = 'lots'"), table)
     assert log.statements == []
 
 
 def test_postgresql_compilation_coerces_literals_to_the_column_type() -> None:
     table = resources_table(sa.MetaData())
-    compiled = parse_property("mem = '64' AND network_address = 3").to_sqlalchemy(table).compile(
+    compiled = to_sqlalchemy(parse_property("mem = '64' AND network_address = 3"), table).compile(
         dialect=postgresql.dialect())
     assert list(compiled.params.values()) == [64, "3"]
 
@@ -776,7 +777,7 @@ def test_fuzz_parse_returns_expr_or_property_error(text: str) -> None:
         return
     assert isinstance(expr, Expr)
     assert parse_property(str(expr)) == expr
-    for action in (lambda: expr.to_sqlalchemy(FUZZ_TABLE),
+    for action in (lambda: to_sqlalchemy(expr, FUZZ_TABLE),
                    lambda: expr.evaluate({"x": "a", "mem": 1})):
         try:
             action()

@@ -18,6 +18,7 @@ from sqlalchemy import BigInteger, Column, MetaData, String, Table, create_engin
 
 from oarsched.errors import ConfigError
 from oarsched.model.job import Job
+from oarsched.oar.accounting import load_accounting
 from oarsched.oar.config import OarConfig
 from oarsched.policies import sorting
 from oarsched.policies.sorting import (
@@ -25,10 +26,8 @@ from oarsched.policies.sorting import (
     PriorityWeights,
     compute_karma,
     karma_window_start,
-    load_accounting,
     load_priority_weights,
     order_jobs,
-    parse_perl_hash,
     sort_fairshare,
     sort_multifactor,
 )
@@ -160,13 +159,6 @@ def test_ties_keep_job_id_order_whatever_the_input_order():
     assert order == [1, 3, 5, 9] and set(karma.values()) == {0.0}
     order, _ = sort_multifactor(jobs, [], ["default"], NOW, cfg(), weights={"karma_weight": 1})
     assert order == [1, 3, 5, 9]
-
-
-def test_parse_perl_hash_is_exported():
-    assert parse_perl_hash("{projA => 40.0, projB => 30.5}") == {"projA": 40.0, "projB": 30.5}
-    assert parse_perl_hash("{}") == {}
-    with pytest.raises(ConfigError):
-        parse_perl_hash("{projA => forty}")
 
 
 # ---------------------------------------------------------------------------- multifactor

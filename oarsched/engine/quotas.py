@@ -19,6 +19,7 @@ from oarsched.model.quotas import (
     UNASSIGNED_RULES_ID,
     Counters,
     QuotasConfig,
+    QuotasSettings,
     _combined_count,
     _compare,
     _counted_keys,
@@ -60,14 +61,14 @@ class QuotaState:
 
     # -- construction ------------------------------------------------------------------
     @classmethod
-    def from_config(cls, oar_config, platform: Platform) -> "QuotaState":
-        """From oar.conf's QUOTAS_* keys (QUOTAS_CONF_FILE read and checked)."""
-        mode = oar_config.quotas_all_nb_resources_mode
+    def from_settings(cls, settings: QuotasSettings, platform: Platform) -> "QuotaState":
+        """From oar.conf's QUOTAS_* keys (the rules file read and checked)."""
+        mode = settings.all_nb_resources_mode
         return cls(QuotasConfig.from_file(
-            oar_config.quotas_conf_file,
+            settings.conf_file,
             nb_resources_all=_all_value(platform, mode),
-            period=oar_config.quotas_period,
-            window_time_limit=oar_config.quotas_window_time_limit,
+            period=settings.period,
+            window_time_limit=settings.window_time_limit,
             all_mode=mode,
         ))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -29,7 +29,13 @@ from oarsched.engine.slots import MAX_TIME, Occupation, SlotSet, give, insert_jo
 from oarsched.errors import JobError, OarschedError
 from oarsched.model.job import AVAILABLE_UPTO_JOB, Job, dependency_cycles, validate_job
 from oarsched.model.platform import Platform
-from oarsched.policies.sorting import AccountingRow, karma_window_start, needs_accounting, order_jobs
+from oarsched.policies.sorting import (
+    AccountingRow,
+    SortingConfig,
+    karma_window_start,
+    needs_accounting,
+    order_jobs,
+)
 
 if TYPE_CHECKING:
     from oarsched.plugins.registry import PluginRegistry
@@ -194,9 +200,9 @@ class RoundOptions:
     now: int
     queues: Sequence[str] = ("default",)
     """The queues scheduled together (their accounting rows count for the karma)."""
-    ordering: Any = None
-    """The ordering settings (JOB_PRIORITY and its keys, an :class:`~oarsched.oar.config.OarConfig`);
-    None keeps the jobs in the order given."""
+    ordering: SortingConfig | None = None
+    """JOB_PRIORITY and its keys (:class:`~oarsched.policies.sorting.SortingSettings`); None keeps the
+    jobs in the order given."""
     accounting: AccountingSource | None = None
     """Where FAIRSHARE and MULTIFACTOR read past consumption (none: no rows)."""
     max_jobs: int | None = None
@@ -224,6 +230,20 @@ class RoundOutcome:
     """Jobs not reached because ``should_stop`` said so; not in ``result``."""
     never_fit: list[int] = field(default_factory=list)
     """Jobs that found no place and would find none on an empty platform."""
+
+    def considered_starts(self) -> dict[int, int]:
+        """Job id -> start for every job the round considered, -1 for those it could not place
+        (screened out included); the jobs past the cap or not reached are absent.
+
+        This is what OAR3's kamelot leaves in ``jobs.start_time`` (trap T22).
+        """
+        missed = set(self.not_considered)
+        out = {jid: -1 for jid in self.skipped}
+        for job in self.jobs:
+            if job.id not in missed:
+                a = self.result.assignments.get(job.id)
+                out[job.id] = -1 if a is None else a.start_time
+        return out
 
 
 def run_round(platform: Platform, jobs: Sequence[Job], scheduled: Iterable[ScheduledJob], options: RoundOptions,

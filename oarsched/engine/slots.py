@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from oarsched._core.slotset import MAX_TIME, SlotSet
+from oarsched._core.slotset import SlotSet
 from oarsched.model.job import ALLOW, NO_PLACEHOLDER, PLACEHOLDER, QuotaView
+from oarsched.model.platform import MAX_TIME
 
 if TYPE_CHECKING:
     from oarsched.engine.quotas import QuotaState

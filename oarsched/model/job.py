@@ -290,6 +290,23 @@ def parse_job_types(values: Iterable[str]) -> dict[str, str]:
     return types
 
 
+def parse_walltime(value: int | str) -> int:
+    """Seconds from an int or an ``oarsub`` walltime (``"2"`` = 2 h, ``"1:30"``, ``"0:2:10"``)."""
+    if isinstance(value, bool):
+        raise JobError(None, f"bad walltime {value!r}")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        raise JobError(None, f"bad walltime {value!r}") from None
+    if not 1 <= len(parts) <= 3:
+        raise JobError(None, f"bad walltime {value!r}")
+    h, m, s = (parts + [0, 0])[:3]
+    return 3600 * h + 60 * m + s
+
+
 def parse_level(text: str, job_id: int | None = None) -> tuple[str, int]:
     """``"core=4"`` -> ``("core", 4)``; ``ALL``/``BEST``/``HALF_BEST`` -> -1/-2/-3."""
     m = _LEVEL_RE.match(text)

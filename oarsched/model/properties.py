@@ -11,7 +11,7 @@ whitelist, and it is converted into the immutable AST of this module.  That AST
 can then be
 
 * compiled to a SQLAlchemy condition whose values are all bound parameters
-  (:meth:`Expr.to_sqlalchemy`), or
+  by the database adapter (:func:`oarsched.oar.property_sql.to_sqlalchemy`), or
 * evaluated in Python with SQL three-valued logic (:meth:`Expr.evaluate`,
   :func:`select_resources`).
 
@@ -53,7 +53,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-import sqlalchemy as sa
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError, TokenError
@@ -95,10 +94,8 @@ CORE_COLUMNS = frozenset({"resource_id", "id", "state", "type", "available_upto"
 """Columns every :class:`~oarsched.model.platform.Resource` has."""
 
 LiteralValue = str | int | float | bool | None
-SqlColumn = sa.ColumnElement[Any]
 
 _DIALECT = "postgres"
-_INT64_MAX = 2**63 - 1
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _INTEGER_RE = re.compile(r"[+-]?\d+", re.ASCII)
 _SIMPLE_NAME_RE = re.compile(r"[a-z_][a-z0-9_]*")
@@ -108,7 +105,7 @@ _TABLE_NAME = "resources"
 # =============================================================================
 # Value helpers (shared by evaluate and to_sqlalchemy)
 # =============================================================================
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float, Decimal))
 
 
@@ -122,7 +119,7 @@ def _parse_number(text: str) -> int | float | None:
     return float(text)
 
 
-def _as_text(value: Any) -> str:
+def as_text(value: Any) -> str:
     """The text form of a number (``3``, ``2.5``, ``true``)."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -131,7 +128,7 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def _number_or_error(text: str, other: str) -> int | float:
+def number_or_error(text: str, other: str) -> int | float:
     number = _parse_number(text)
     if number is None:
         raise PropertyError(f"cannot compare {other} with the non-numeric string {_quote(text)}")
@@ -144,9 +141,9 @@ def _align(a: Any, a_is_literal: bool, b: Any, b_is_literal: bool) -> tuple[Any,
     Values of the same kind are left alone; a number meeting a text goes
     through :func:`_align_mixed`.
     """
-    if _is_number(a) == _is_number(b):
+    if is_number(a) == is_number(b):
         return a, b
-    if _is_number(a):
+    if is_number(a):
         return _align_mixed(a, a_is_literal, b, b_is_literal)
     number, text = _align_mixed(b, b_is_literal, a, a_is_literal)
     return text, number
@@ -165,14 +162,14 @@ def _align_mixed(
     if not isinstance(text, str):
         return number, text
     if text_is_literal:
-        return number, _number_or_error(text, _as_text(number))
+        return number, number_or_error(text, as_text(number))
     as_number = None if number_is_literal else _parse_number(text)
     if as_number is None:
-        return _as_text(number), text
+        return as_text(number), text
     return number, as_number
 
 
-_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
     "<>": operator.ne,
     "<": operator.lt,
@@ -188,7 +185,7 @@ def _compare(op: str, a: Any, a_is_literal: bool, b: Any, b_is_literal: bool) ->
         return None
     a, b = _align(a, a_is_literal, b, b_is_literal)
     try:
-        return bool(_OPERATORS[op](a, b))
+        return bool(OPERATORS[op](a, b))
     except TypeError:
         raise PropertyError(f"cannot compare {a!r} with {b!r} using {op}") from None
 
@@ -283,50 +280,6 @@ def _identifier(name: str) -> str:
 
 
 # =============================================================================
-# SQLAlchemy helpers
-# =============================================================================
-def _resolve_column(table: sa.Table, name: str) -> SqlColumn:
-    """The column ``name`` of ``table`` (``id`` and ``resource_id`` are one column)."""
-    candidates = ID_COLUMNS if name in ID_COLUMNS else (name,)
-    for candidate in candidates:
-        if candidate in table.c:
-            return table.c[candidate]
-    known = ", ".join(sorted(table.c.keys()))
-    raise PropertyError(f"unknown column {name!r} (table {table.name} has: {known})")
-
-
-def _sql_kind(column: SqlColumn) -> str:
-    """``number``, ``text`` or ``other``: how a column's literals are coerced."""
-    if isinstance(column.type, (sa.Integer, sa.Numeric)):
-        return "number"
-    if isinstance(column.type, sa.String):
-        return "text"
-    return "other"
-
-
-def _bound_literal(literal: Literal, against: SqlColumn | None) -> SqlColumn:
-    """A bound parameter for ``literal``, coerced to the type of the column it meets."""
-    value = literal.value
-    if value is None:
-        return sa.literal(None, type_=against.type if against is not None else sa.types.NullType())
-    kind = _sql_kind(against) if against is not None else "other"
-    if kind == "number" and isinstance(value, str):
-        value = _number_or_error(value, f"column {against.key!r}")  # type: ignore[union-attr]
-    elif kind == "text" and _is_number(value):
-        value = _as_text(value)
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _INT64_MAX:
-        value = float(value)
-    return sa.literal(value)
-
-
-def _sql_constant(value: bool | None) -> sa.ColumnElement[bool]:
-    """TRUE, FALSE or a boolean NULL."""
-    if value is None:
-        return sa.literal(None, type_=sa.Boolean())
-    return sa.true() if value else sa.false()
-
-
-# =============================================================================
 # The AST: operands
 # =============================================================================
 class Operand(ABC):
@@ -341,10 +294,6 @@ class Operand(ABC):
     @abstractmethod
     def read(self, row: Mapping[str, Any]) -> Any:
         """The operand's value on ``row`` (None is NULL)."""
-
-    @abstractmethod
-    def sql_operand(self, table: sa.Table, against: SqlColumn | None) -> SqlColumn:
-        """The SQLAlchemy element of the operand, a literal being coerced to ``against``."""
 
     @property
     def is_literal(self) -> bool:
@@ -365,9 +314,6 @@ class Column(Operand):
             return row["resource_id"] if "resource_id" in row else row.get("id")
         return row.get(self.name)
 
-    def sql_operand(self, table: sa.Table, against: SqlColumn | None) -> SqlColumn:
-        return _resolve_column(table, self.name)
-
     def __str__(self) -> str:
         return _identifier(self.name)
 
@@ -387,9 +333,6 @@ class Literal(Operand):
 
     def read(self, row: Mapping[str, Any]) -> Any:
         return self.value
-
-    def sql_operand(self, table: sa.Table, against: SqlColumn | None) -> SqlColumn:
-        return _bound_literal(self, against)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Literal):
@@ -412,18 +355,6 @@ class Literal(Operand):
         return repr(value)
 
 
-def _sql_pair(
-    left: Operand, right: Operand, table: sa.Table
-) -> tuple[SqlColumn, SqlColumn]:
-    """Both operands as SQLAlchemy elements, literals coerced to the column they meet."""
-    left_col = left.sql_operand(table, None) if isinstance(left, Column) else None
-    right_col = right.sql_operand(table, None) if isinstance(right, Column) else None
-    return (
-        left_col if left_col is not None else left.sql_operand(table, right_col),
-        right_col if right_col is not None else right.sql_operand(table, left_col),
-    )
-
-
 # =============================================================================
 # The AST: conditions
 # =============================================================================
@@ -444,21 +375,6 @@ class Expr(ABC):
         values cannot be compared (an integer against ``'abc'``).
         """
 
-    @abstractmethod
-    def _sql(self, table: sa.Table) -> sa.ColumnElement[bool]:
-        """The SQLAlchemy condition (no context added to errors)."""
-
-    def to_sqlalchemy(self, table: sa.Table) -> sa.ColumnElement[bool]:
-        """A SQLAlchemy condition over ``table``; every value is a bound parameter.
-
-        Raises :class:`PropertyError` for a column ``table`` lacks (the message
-        lists the table's columns) or a value that cannot meet its column.
-        """
-        try:
-            return self._sql(table)
-        except PropertyError as error:
-            raise PropertyError(f"property expression {str(self)!r}: {error}") from None
-
     def matches(self, row: Mapping[str, Any]) -> bool:
         """Whether a ``WHERE`` clause keeps ``row`` (only TRUE does)."""
         return self.evaluate(row) is True
@@ -467,7 +383,8 @@ class Expr(ABC):
         """SQL text of ``NOT self`` when it has its own form (``IS NOT NULL``...)."""
         return None
 
-    def _is_constant(self) -> bool:
+    def is_constant(self) -> bool:
+        """No column read: the condition has one value whatever the row."""
         return not self.columns()
 
 
@@ -482,9 +399,6 @@ class Constant(Expr):
 
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
         return self.value
-
-    def _sql(self, table: sa.Table) -> sa.ColumnElement[bool]:
-        return _sql_constant(self.value)
 
     def __str__(self) -> str:
         return "TRUE" if self.value else "FALSE"
@@ -502,9 +416,6 @@ class And(Expr):
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
         return _and3(o.evaluate(row) for o in self.operands)
 
-    def _sql(self, table: sa.Table) -> sa.ColumnElement[bool]:
-        return sa.and_(*(o._sql(table) for o in self.operands))
-
     def __str__(self) -> str:
         return " AND ".join(f"({o})" if isinstance(o, Or) else str(o) for o in self.operands)
 
@@ -520,9 +431,6 @@ class Or(Expr):
 
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
         return _or3(o.evaluate(row) for o in self.operands)
-
-    def _sql(self, table: sa.Table) -> sa.ColumnElement[bool]:
-        return sa.or_(*(o._sql(table) for o in self.operands))
 
     def __str__(self) -> str:
         return " OR ".join(str(o) for o in self.operands)
@@ -540,9 +448,6 @@ class Not(Expr):
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
         return _not3(self.operand.evaluate(row))
 
-    def _sql(self, table: sa.Table) -> sa.ColumnElement[bool]:
-        return sa.not_(self.operand._sql(table))
-
     def __str__(self) -> str:
         negated = self.operand.negated_str()
         return negated if negated is not None else f"NOT ({self.operand})"
@@ -557,7 +462,7 @@ class Comparison(Expr):
     right: Operand
 
     def __post_init__(self) -> None:
-        if self.op not in _OPERATORS:
+        if self.op not in OPERATORS:
             raise PropertyError(f"unknown comparison operator {self.op!r}")
 
     def columns(self) -> set[str]:
@@ -571,12 +476,6 @@ class Comparison(Expr):
             self.right.read(row),
             self.right.is_literal,
         )
-
-    def _sql(self, table: sa.Table) -> sa.ColumnElement[bool]:
-        if self._is_constant():
-            return _sql_constant(self.evaluate({}))
-        left, right = _sql_pair(self.left, self.right, table)
-        return _OPERATORS[self.op](left, right)
 
     def __str__(self) -> str:
         return f"{self.left} {self.op} {self.right}"
@@ -596,12 +495,6 @@ class InList(Expr):
         value = self.operand.read(row)
         literal = self.operand.is_literal
         return _or3(_compare("=", value, literal, v.value, True) for v in self.values)
-
-    def _sql(self, table: sa.Table) -> sa.ColumnElement[bool]:
-        if self._is_constant():
-            return _sql_constant(self.evaluate({}))
-        column = self.operand.sql_operand(table, None)
-        return column.in_([_bound_literal(v, column) for v in self.values])
 
     def __str__(self) -> str:
         return f"{self.operand} IN ({self._list()})"
@@ -625,11 +518,6 @@ class IsNull(Expr):
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
         return self.operand.read(row) is None
 
-    def _sql(self, table: sa.Table) -> sa.ColumnElement[bool]:
-        if self._is_constant():
-            return _sql_constant(self.evaluate({}))
-        return self.operand.sql_operand(table, None).is_(None)
-
     def __str__(self) -> str:
         return f"{self.operand} IS NULL"
 
@@ -645,7 +533,7 @@ class Between(Expr):
     low: Operand
     high: Operand
 
-    def _halves(self) -> And:
+    def halves(self) -> And:
         return And((
             Comparison(">=", self.operand, self.low),
             Comparison("<=", self.operand, self.high),
@@ -655,10 +543,7 @@ class Between(Expr):
         return self.operand.columns() | self.low.columns() | self.high.columns()
 
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
-        return self._halves().evaluate(row)
-
-    def _sql(self, table: sa.Table) -> sa.ColumnElement[bool]:
-        return self._halves()._sql(table)
+        return self.halves().evaluate(row)
 
     def __str__(self) -> str:
         return f"{self.operand} BETWEEN {self.low} AND {self.high}"
@@ -690,18 +575,8 @@ class Like(Expr):
         value = self.operand.read(row)
         if value is None:
             return None
-        text = value if isinstance(value, str) else _as_text(value)
+        text = value if isinstance(value, str) else as_text(value)
         return _like_regex(self.pattern, self.case_insensitive).fullmatch(text) is not None
-
-    def _sql(self, table: sa.Table) -> sa.ColumnElement[bool]:
-        if self._is_constant():
-            return _sql_constant(self.evaluate({}))
-        column = self.operand.sql_operand(table, None)
-        if _sql_kind(column) != "text":
-            column = sa.cast(column, sa.String)
-        escape = "\\" if "\\" in self.pattern else None
-        method = column.ilike if self.case_insensitive else column.like
-        return method(sa.literal(self.pattern), escape=escape)
 
     def __str__(self) -> str:
         return f"{self.operand} {self._keyword()} {_quote(self.pattern)}"
@@ -899,7 +774,7 @@ class _Converter:
         if isinstance(node, exp.Neg):
             self.check_args(node, _THIS)
             inner = self.literal(node.this)
-            if not _is_number(inner.value) or isinstance(inner.value, bool):
+            if not is_number(inner.value) or isinstance(inner.value, bool):
                 raise self.refuse(node, "unary minus on a non-number")
             return Literal(-inner.value)  # type: ignore[operator]
         if type(node) is exp.Literal:

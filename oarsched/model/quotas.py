@@ -225,11 +225,27 @@ from typing import Any, Protocol
 
 from oarsched.errors import ConfigError
 from oarsched.model.job import AVAILABLE_UPTO_JOB  # noqa: F401  (re-exported)
+from oarsched.model.platform import MAX_TIME
 
-MAX_TIME = 2**31
-"""End of OAR3's time line (``oar.kao.slot.MAX_TIME``)."""
 
-OPEN_END = 2**31 - 2
+@dataclass(frozen=True)
+class QuotasSettings:
+    """Where the quotas rules are and how to apply them (oar.conf's ``QUOTAS_*`` keys, OAR3's defaults).
+
+    Built from oar.conf by :meth:`oarsched.oar.config.OarConfig.quotas_settings`.
+    """
+
+    conf_file: str = "/etc/oar/quotas_conf.json"
+    """[QUOTAS_CONF_FILE] the rules (JSON)."""
+    period: int = 1296000
+    """[QUOTAS_PERIOD] temporal-quotas unrolling horizon, seconds."""
+    window_time_limit: int = 4 * 1296000
+    """[QUOTAS_WINDOW_TIME_LIMIT] seconds."""
+    all_nb_resources_mode: str = "default_not_dead"
+    """[QUOTAS_ALL_NB_RESOURCES_MODE] what ``ALL`` counts."""
+
+
+OPEN_END = MAX_TIME - 2
 """A slot ending at or after this instant is the open-ended tail of a slot set
 (``MAX_TIME``, or the second before the ``available_upto = 2**31 - 1``
 pseudo-job)."""

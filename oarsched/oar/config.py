@@ -44,6 +44,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
 from oarsched.errors import ConfigError
+from oarsched.model.quotas import QuotasSettings
+from oarsched.policies.sorting import SortingSettings
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
@@ -585,6 +587,34 @@ class OarConfig:
     def db_is_sqlite(self) -> bool:
         """``DB_TYPE`` is SQLite (case-insensitive, unlike OAR3's engine setup: trap T19)."""
         return str(self.values.get("DB_TYPE", "")).strip().lower() == "sqlite"
+
+    def quotas_settings(self) -> QuotasSettings | None:
+        """The ``QUOTAS_*`` keys, None when ``QUOTAS`` is not ``yes``."""
+        if not self.quotas_enabled:
+            return None
+        return QuotasSettings(conf_file=self.quotas_conf_file, period=self.quotas_period,
+                              window_time_limit=self.quotas_window_time_limit,
+                              all_nb_resources_mode=self.quotas_all_nb_resources_mode)
+
+    def sorting_settings(self) -> SortingSettings:
+        """The ordering's settings: ``JOB_PRIORITY`` and the keys that policy reads (others keep their defaults)."""
+        priority = self.job_priority
+        keys: dict[str, Any] = {}
+        if priority in ("FAIRSHARE", "MULTIFACTOR"):
+            keys.update(
+                fairsharing_window_size=self.fairsharing_window_size,
+                fairsharing_project_targets=self.fairsharing_project_targets,
+                fairsharing_user_targets=self.fairsharing_user_targets,
+                fairsharing_coef_project=self.fairsharing_coef_project,
+                fairsharing_coef_user=self.fairsharing_coef_user,
+                fairsharing_coef_user_ask=self.fairsharing_coef_user_ask,
+            )
+        if priority == "MULTIFACTOR":
+            keys["priority_conf_file"] = self.priority_conf_file
+        if priority == "CUSTOM":
+            keys.update(custom_job_sorting=self.custom_job_sorting,
+                        custom_job_sorting_config=self.custom_job_sorting_config)
+        return SortingSettings(job_priority=priority, path=self.path, **keys)
 
     def validate(self) -> None:
         """Check every key kamelot always reads, and those of the enabled features.

@@ -23,6 +23,7 @@ from oarsched.engine.scheduler import ScheduledJob, ScheduleResult
 from oarsched.errors import DatabaseError, JobError
 from oarsched.model.job import Dependency, Job, Moldable, ResourceGroup, parse_job_types
 from oarsched.model.platform import Resource
+from oarsched.oar.property_sql import to_sqlalchemy
 
 log = logging.getLogger("oarsched.db")
 
@@ -77,7 +78,7 @@ class OarDatabase:
         i_rid, i_state, i_type, i_upto = (at[c] for c in ("resource_id", "state", "type", "available_upto"))
         prop_cols = [(c, i) for c, i in at.items() if c not in RESOURCE_CORE_COLUMNS]
         resources = []
-        for row in result.tuples():  # plain tuples: a mapping view per row costs more than the rest together
+        for row in result:  # rows indexed by position: a mapping view per row costs more than the rest together
             rid, state, rtype, upto = row[i_rid], row[i_state], row[i_type], row[i_upto]
             if rid is None:
                 raise DatabaseError("a resources row has a NULL resource_id")
@@ -95,7 +96,7 @@ class OarDatabase:
         t = self.tables["resources"]
         stmt = select(t.c.resource_id)
         if expr is not None:
-            stmt = stmt.where(expr.to_sqlalchemy(t))
+            stmt = stmt.where(to_sqlalchemy(expr, t))
         return [int(r[0]) for r in conn.execute(stmt)]
 
     # -- waiting jobs --------------------------------------------------------------------
@@ -250,7 +251,7 @@ class OarDatabase:
 
     # -- accounting (fairshare) ---------------------------------------------------------------
     def read_accounting(self, conn: Connection, queues: Sequence[str], window_start: int, now: int):
-        from oarsched.policies.sorting import load_accounting
+        from oarsched.oar.accounting import load_accounting
 
         return load_accounting(conn, self.tables, queues, window_start, now)
 

@@ -47,14 +47,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from oarsched.engine.constraints import GroupConstraints
+from oarsched.engine.quotas import QuotaState
 from oarsched.engine.result import ScheduleResult
 from oarsched.engine.round import RoundOptions, RoundOutcome, run_round
 from oarsched.engine.search import SchedulerOptions
 from oarsched.errors import ConfigError, OarschedError, PropertyError, UsageError
 from oarsched.model.job import Job
-from oarsched.model.platform import MAX_TIME, RESOURCE_STATES, Platform, Resource
+from oarsched.model.platform import MAX_TIME, Platform
 from oarsched.oar.config import OarConfig, setup_logging
 from oarsched.oar.db import OarDatabase, job_message
+from oarsched.oar.readers import read_platform
 
 log = logging.getLogger("oarsched.kamelot")
 
@@ -62,9 +64,6 @@ PROG = "oarsched-kamelot"
 
 PLACEMENT_SHARE = 0.5
 """Share of ``SCHEDULER_TIMEOUT`` the placement loop may use; the rest is left for writing."""
-
-NOT_SCHEDULABLE_STATE = "Suspected"
-"""What a resource of unknown state counts as: neither schedulable nor Dead (OAR3's treatment)."""
 
 
 @dataclass
@@ -132,12 +131,11 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         if not rows.jobs:
             _log_empty_queue(db, conn, queue, report)
             return report
-        resources = _known_states(db.read_resources(conn, config.resource_order_terms))
-        platform = Platform(resources, config.hierarchy_labels, config.suspendable_types)
+        platform = read_platform(db, conn, config)
         report.platform = platform
         scheduled = db.read_scheduled_jobs(conn, now)
         options = RoundOptions(
-            now=now, queues=[queue], ordering=config,
+            now=now, queues=[queue], ordering=config.sorting_settings(),
             accounting=lambda start, stop: db.read_accounting(conn, [queue], start, stop),
             max_jobs=config.max_jobs_per_round,
             scheduler=SchedulerOptions(
@@ -163,13 +161,19 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         if write:
             log.info("queue %s: writing %d decisions", queue, len(result.assignments))
             report.resource_rows = db.write_decisions(conn, result, messages, placed_karma,
+<<<<<<< HEAD
+                                                      outcome.considered_starts())
+=======
                                                       considered_start_times([j.id for j in outcome.jobs] + list(outcome.skipped),
                                                                              result, report.not_considered))
+>>>>>>> kao
     report.timings = {"read": t2 - t0, "schedule": t3 - t2, "write": time.perf_counter() - t3}  # write includes the commit
     _log_round(report)
     return report
 
 
+<<<<<<< HEAD
+=======
 def decision_messages(result: ScheduleResult, message_info: dict[int, tuple[str, str, str]],
                       karma: dict[int, float]) -> tuple[dict[int, str], dict[int, float]]:
     """``jobs.message`` of every placed job (``R=..,W=..,J=..,Q=..[,N=..][ (Karma=..)]``) and its karma."""
@@ -201,6 +205,7 @@ def considered_start_times(order: Sequence[int], result: ScheduleResult, not_con
     return out
 
 
+>>>>>>> kao
 def _guarded_select(db: OarDatabase, conn) -> Callable[[object], list[int]]:
     """Resource ids a job's property expression selects; a query the database refuses is that job's error.
 
@@ -235,21 +240,6 @@ def _log_empty_queue(db: OarDatabase, conn, queue: str, report: RoundReport) -> 
              f" ({len(report.skipped)} unreadable)" if report.skipped else "")
 
 
-def _known_states(resources: list[Resource]) -> list[Resource]:
-    """Resources whose state OAR does not know are logged and counted as neither schedulable nor Dead.
-
-    OAR3 only schedules on Alive and Absent resources and counts as dead only
-    the Dead ones; :class:`Platform` refuses other states, which would stop the
-    whole queue for one bad row.
-    """
-    for r in resources:
-        if r.state not in RESOURCE_STATES:
-            log.warning("resource %s: unknown state %r, not schedulable (treated as %s)",
-                        r.id, r.state, NOT_SCHEDULABLE_STATE)
-            r.state = NOT_SCHEDULABLE_STATE
-    return resources
-
-
 def _not_considered(outcome: RoundOutcome, deadline: Deadline | None) -> list[int]:
     """Jobs the deadline stopped the loop before: logged, and told why in the result."""
     missed = outcome.not_considered
@@ -274,15 +264,14 @@ def _log_round(report: RoundReport) -> None:
              report.timings["read"], report.timings["schedule"], report.timings["write"])
 
 
-def _quota_state(config: OarConfig, platform: Platform):
-    if not config.quotas_enabled:
+def _quota_state(config: OarConfig, platform: Platform) -> QuotaState | None:
+    settings = config.quotas_settings()
+    if settings is None:
         return None
-    from oarsched.engine.quotas import QuotaState
-
     try:
-        return QuotaState.from_config(config, platform)
+        return QuotaState.from_settings(settings, platform)
     except UnicodeDecodeError as exc:  # the rules reader catches OSError and bad JSON, not bad bytes
-        raise ConfigError(f"quotas rules file {config.quotas_conf_file}: not UTF-8 text ({exc.reason} "
+        raise ConfigError(f"quotas rules file {settings.conf_file}: not UTF-8 text ({exc.reason} "
                           f"at byte {exc.start})") from None
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import NoSuchTableError
 
 from oarsched.errors import DatabaseError, JobError
-from oarsched.model.job import Moldable, ResourceGroup, parse_request
+from oarsched.model.job import Moldable, ResourceGroup, parse_request, parse_walltime
 from oarsched.oar.db import job_message
 from oarsched.oar.schema import make_metadata
 
@@ -54,23 +54,6 @@ T: Mapping[str, Table] = _MD.tables
 """OAR3's tables (``resources`` without site columns: use :func:`add_resources`)."""
 
 # --------------------------------------------------------------------------- parsing
-def parse_walltime(value: int | str) -> int:
-    """Seconds from an int or an ``oarsub`` walltime (``"2"`` = 2 h, ``"1:30"``, ``"0:2:10"``)."""
-    if isinstance(value, bool):
-        raise JobError(None, f"bad walltime {value!r}")
-    if isinstance(value, int):
-        return value
-    text = str(value).strip()
-    try:
-        parts = [int(p) for p in text.split(":")]
-    except ValueError:
-        raise JobError(None, f"bad walltime {value!r}") from None
-    if not 1 <= len(parts) <= 3:
-        raise JobError(None, f"bad walltime {value!r}")
-    h, m, s = (parts + [0, 0])[:3]
-    return 3600 * h + 60 * m + s
-
-
 def _split_walltime(text: str) -> tuple[str, int | None]:
     """``"nodes=2,walltime=1:0:0"`` -> ``("nodes=2", 3600)``; no walltime -> None.
 

@@ -1,7 +1,9 @@
 """Waiting-job orderings of OAR3's kamelot: FIFO, FAIRSHARE (karma), MULTIFACTOR, CUSTOM.
 
-Everything here works on plain data (``Job`` objects and :class:`AccountingRow`
-tuples); :func:`load_accounting` is the only function touching the database.
+Everything here works on plain data (``Job`` objects, :class:`AccountingRow`
+tuples and :class:`SortingSettings`, which :meth:`OarConfig.sorting_settings
+<oarsched.oar.config.OarConfig.sorting_settings>` builds from oar.conf); the
+accounting rows are read by the adapter (:meth:`oarsched.oar.db.OarDatabase.read_accounting`).
 
 The arithmetic is OAR3's (``oar/kao/karma.py``, ``oar/kao/multifactor_priority.py``),
 with the same operation order, so a karma is the very float OAR3 computes (it
@@ -51,24 +53,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from numbers import Real
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from oarsched.errors import ConfigError
 from oarsched.model.job import Job
-from oarsched.oar.config import OarConfig, parse_perl_hash  # noqa: F401  (re-exported)
 
 __all__ = [
     "AccountingRow",
     "CUSTOM_SORTING_GROUP",
     "PriorityWeights",
+    "SortingConfig",
+    "SortingSettings",
     "compute_karma",
     "fifo_order",
     "karma_window_start",
-    "load_accounting",
     "load_priority_weights",
     "needs_accounting",
     "order_jobs",
-    "parse_perl_hash",
     "sort_fairshare",
     "sort_multifactor",
 ]
@@ -94,6 +95,56 @@ class AccountingRow:
     consumption: int
 
 
+class SortingConfig(Protocol):
+    """What the orderings read (``oar.conf`` keys in the names); :class:`SortingSettings` or an ``OarConfig``."""
+
+    @property
+    def job_priority(self) -> str: ...
+    @property
+    def fairsharing_window_size(self) -> int: ...
+    @property
+    def fairsharing_project_targets(self) -> Mapping[str, float]: ...
+    @property
+    def fairsharing_user_targets(self) -> Mapping[str, float]: ...
+    @property
+    def fairsharing_coef_project(self) -> float: ...
+    @property
+    def fairsharing_coef_user(self) -> float: ...
+    @property
+    def fairsharing_coef_user_ask(self) -> float: ...
+    @property
+    def priority_conf_file(self) -> str | None: ...
+    @property
+    def custom_job_sorting(self) -> str: ...
+    @property
+    def custom_job_sorting_config(self) -> str: ...
+    @property
+    def path(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class SortingSettings:
+    """The ordering's settings: ``JOB_PRIORITY`` and the keys it reads (OAR3's defaults).
+
+    Built from oar.conf by :meth:`oarsched.oar.config.OarConfig.sorting_settings`.
+    """
+
+    job_priority: str = "FIFO"
+    fairsharing_window_size: int = 30 * 24 * 3600
+    fairsharing_project_targets: Mapping[str, float] = field(default_factory=lambda: {"default": 21.0})
+    fairsharing_user_targets: Mapping[str, float] = field(default_factory=lambda: {"default": 22.0})
+    fairsharing_coef_project: float = 0.0
+    fairsharing_coef_user: float = 1.0
+    fairsharing_coef_user_ask: float = 1.0
+    priority_conf_file: str | None = None
+    """MULTIFACTOR weights (YAML)."""
+    custom_job_sorting: str = ""
+    """CUSTOM: entry-point name in group ``oar.jobs_sorting_func``."""
+    custom_job_sorting_config: str = "{}"
+    path: str | None = None
+    """The configuration file these come from (for messages)."""
+
+
 # ------------------------------------------------------------------------ helpers
 
 def fifo_order(jobs: Iterable[Job]) -> list[int]:
@@ -105,12 +156,12 @@ def _by_id(jobs: Iterable[Job]) -> dict[int, Job]:
     return {job.id: job for job in jobs}
 
 
-def needs_accounting(config: OarConfig) -> bool:
+def needs_accounting(config: SortingConfig) -> bool:
     """True when :func:`order_jobs` uses accounting rows for this configuration."""
     return config.job_priority in ("FAIRSHARE", "MULTIFACTOR")
 
 
-def karma_window_start(now: int, config: OarConfig) -> int:
+def karma_window_start(now: int, config: SortingConfig) -> int:
     """First ``window_start`` taken into account: ``now - SCHEDULER_FAIRSHARING_WINDOW_SIZE``."""
     return now - config.fairsharing_window_size
 
@@ -148,7 +199,7 @@ def compute_karma(
     accounting: Sequence[AccountingRow],
     queues: Sequence[str],
     now: int,
-    config: OarConfig,
+    config: SortingConfig,
 ) -> dict[int, float]:
     """Karma of every job (OAR3's ``evaluate_jobs_karma``), keyed by job id.
 
@@ -194,7 +245,7 @@ def sort_fairshare(
     accounting: Sequence[AccountingRow],
     queues: Sequence[str],
     now: int,
-    config: OarConfig,
+    config: SortingConfig,
 ) -> tuple[list[int], dict[int, float]]:
     """FAIRSHARE: ids by ascending karma (stable: ties in id order), and the karma per id."""
     jobs = list(jobs)
@@ -275,7 +326,7 @@ def load_priority_weights(path: str) -> PriorityWeights:
 
 
 def _weights_for(
-    config: OarConfig, weights: Mapping[str, Any] | PriorityWeights | None
+    config: SortingConfig, weights: Mapping[str, Any] | PriorityWeights | None
 ) -> PriorityWeights:
     if isinstance(weights, PriorityWeights):
         return weights
@@ -293,7 +344,7 @@ def sort_multifactor(
     accounting: Sequence[AccountingRow],
     queues: Sequence[str],
     now: int,
-    config: OarConfig,
+    config: SortingConfig,
     weights: Mapping[str, Any] | PriorityWeights | None = None,
 ) -> tuple[list[int], dict[int, float]]:
     """MULTIFACTOR: ids by descending priority (stable: ties in id order), and the karma per id.
@@ -351,7 +402,7 @@ def _find_custom_sorting(name: str) -> Callable[..., Any]:
 
 
 def _sort_custom(
-    jobs: list[Job], queues: Sequence[str], now: int, config: OarConfig
+    jobs: list[Job], queues: Sequence[str], now: int, config: SortingConfig
 ) -> tuple[list[int], dict[int, float]]:
     name = config.custom_job_sorting
     if not name:
@@ -401,7 +452,7 @@ def order_jobs(
     accounting: Sequence[AccountingRow],
     queues: Sequence[str],
     now: int,
-    config: OarConfig,
+    config: SortingConfig,
 ) -> tuple[list[int], dict[int, float]]:
     """Order waiting jobs per ``JOB_PRIORITY`` (OAR3's ``kamelot.jobs_sorting``).
 
@@ -418,71 +469,3 @@ def order_jobs(
     if priority == "CUSTOM":
         return _sort_custom(jobs, queues, now, config)
     return fifo_order(jobs), {}
-
-
-# ------------------------------------------------------------------------ database
-
-def _column(table: Any, *names: str) -> Any:
-    for name in names:
-        if name in table.c:
-            return table.c[name]
-    raise KeyError(f"table {table.name!r} has none of the columns {names}")
-
-
-def load_accounting(
-    connection: Any,
-    tables: Mapping[str, Any],
-    queues: Sequence[str],
-    window_start: int,
-    now: int,
-) -> list[AccountingRow]:
-    """Read the accounting rows the karma needs (SQLAlchemy 2.0 Core).
-
-    Rows of ``queues`` with ``window_start >= window_start`` and
-    ``window_stop <= now`` (the widest of OAR3's bounds; :func:`compute_karma`
-    applies the stricter ``< now`` itself where OAR3 does), in primary-key
-    order.  Rows with a NULL consumption are skipped (SQL ``SUM`` ignores them).
-    ``tables["accounting"]`` is the ``accounting`` :class:`~sqlalchemy.Table`.
-    """
-    from sqlalchemy import select
-
-    if not queues:
-        return []
-    acc = tables["accounting"]
-    user = _column(acc, "accounting_user", "user")
-    project = _column(acc, "accounting_project", "project")
-    stmt = (
-        select(
-            acc.c.window_start,
-            acc.c.window_stop,
-            user,
-            project,
-            acc.c.queue_name,
-            acc.c.consumption_type,
-            acc.c.consumption,
-        )
-        .where(acc.c.queue_name.in_(list(queues)))
-        .where(acc.c.window_start >= window_start)
-        .where(acc.c.window_stop <= now)
-        .order_by(
-            acc.c.window_start,
-            acc.c.window_stop,
-            user,
-            project,
-            acc.c.queue_name,
-            acc.c.consumption_type,
-        )
-    )
-    return [
-        AccountingRow(
-            window_start=int(r[0]),
-            window_stop=int(r[1]),
-            user=r[2],
-            project=r[3],
-            queue=r[4],
-            consumption_type=r[5],
-            consumption=int(r[6]),
-        )
-        for r in connection.execute(stmt)
-        if r[6] is not None
-    ]

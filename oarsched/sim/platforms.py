@@ -7,13 +7,13 @@
   [{"id": 1, "state": "Alive", "type": "default", "network_address": "n1", ...}]}``
   (or just the list of resources; labels then default to ``resource_id`` and
   ``network_address``), in scheduling order.
-* :func:`platform_from_db` / :func:`queues_from_db` -- the resources (in
-  ``SCHEDULER_RESOURCE_ORDER``) and the active queues of the OAR3 database an
-  ``oar.conf`` names.
+* :func:`~oarsched.oar.readers.platform_from_db` /
+  :func:`~oarsched.oar.readers.queues_from_db` (the OAR adapter's) -- the
+  resources (in ``SCHEDULER_RESOURCE_ORDER``) and the active queues of the OAR3
+  database an ``oar.conf`` names.
 """
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Mapping
@@ -21,12 +21,12 @@ from typing import Any
 
 from oarsched.errors import PlatformError
 from oarsched.jsonfile import read_json_file
-from oarsched.model.platform import RESOURCE_STATES, Platform, Resource
+from oarsched.model.platform import Platform, Resource
+from oarsched.oar.readers import platform_from_db, queues_from_db
 
 __all__ = ["load_platform", "platform_from_data", "platform_from_db", "platform_from_json", "platform_from_spec",
-           "queues_from_db", "read_platform"]
+           "queues_from_db"]
 
-log = logging.getLogger("oarsched.sim")
 
 _LEVEL_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\d+)\s*$")
 
@@ -83,48 +83,6 @@ def _resource(source: str, index: int, item: Any) -> Resource:
         raise PlatformError(f"{where}: field 'available_upto' must be an integer, got {upto!r}")
     return Resource(id=rid, state=str(item.get("state", "Alive")), type=str(item.get("type", "default")),
                     available_upto=upto, properties=props)
-
-
-def platform_from_db(config) -> Platform:
-    """The platform of the OAR3 database ``config`` (an :class:`~oarsched.oar.config.OarConfig`) names."""
-    from oarsched.oar.db import OarDatabase
-
-    db = OarDatabase(config.sqlalchemy_url())
-    try:
-        with db.engine.connect() as conn:
-            return read_platform(db, conn, config)
-    finally:
-        db.engine.dispose()
-
-
-def read_platform(db, conn, config) -> Platform:
-    """The platform read on an open connection: resources in ``SCHEDULER_RESOURCE_ORDER``, ``HIERARCHY_LABELS``.
-
-    A resource whose state OAR does not know is logged and not schedulable.
-    """
-    resources = db.read_resources(conn, config.resource_order_terms)
-    for r in resources:
-        if r.state not in RESOURCE_STATES:
-            log.warning("resource %s: unknown state %r, not schedulable", r.id, r.state)
-            r.state = "Suspected"
-    return Platform(resources, config.hierarchy_labels, config.suspendable_types)
-
-
-def queues_from_db(config) -> dict[str, int]:
-    """Active queues of the database ``config`` names: ``{name: priority}``, highest priority first."""
-    from sqlalchemy import select
-
-    from oarsched.oar.db import OarDatabase
-
-    db = OarDatabase(config.sqlalchemy_url())
-    try:
-        queues = db.tables["queues"]
-        with db.engine.connect() as conn:
-            rows = conn.execute(select(queues.c.queue_name, queues.c.priority, queues.c.state)
-                                .order_by(queues.c.priority.desc(), queues.c.queue_name)).all()
-    finally:
-        db.engine.dispose()
-    return {r.queue_name: int(r.priority or 0) for r in rows if (r.state or "Active") == "Active"}
 
 
 def load_platform(spec: str | None = None, *, config=None) -> Platform:

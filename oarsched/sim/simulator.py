@@ -221,6 +221,7 @@ class Simulator:
         self.period = period
         self.requeue_besteffort = requeue_besteffort
         self.max_jobs = self.config.max_jobs_per_round
+        self.sorting = self.config.sorting_settings()
         self.accounting_window = int(self.config.get("ACCOUNTING_WINDOW", DEFAULT_ACCOUNTING_WINDOW) or
                                      DEFAULT_ACCOUNTING_WINDOW)
         quota_state = _quota_state(quotas, self.config, platform)
@@ -266,9 +267,8 @@ def _quota_state(quotas: Any, config: OarConfig, platform: Platform):
 
     if quotas is not None:
         return QuotaState.from_rules(quotas, platform)
-    if config.quotas_enabled:
-        return QuotaState.from_config(config, platform)
-    return None
+    settings = config.quotas_settings()
+    return None if settings is None else QuotaState.from_settings(settings, platform)
 
 
 class _Run:
@@ -491,7 +491,7 @@ class _Run:
 
     def round_options(self, queue: str, now: int) -> RoundOptions:
         """The queue's round: the policy's order, capped; no never-fit check (done at submission)."""
-        return RoundOptions(now=now, queues=[queue], ordering=self.sim.config,
+        return RoundOptions(now=now, queues=[queue], ordering=self.sim.sorting,
                             accounting=lambda _start, at: self.accounting_list(at), max_jobs=self.sim.max_jobs,
                             max_explained=0)
 

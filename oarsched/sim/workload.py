@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from oarsched.errors import JobError, OarschedError
-from oarsched.model.job import parse_job_types, parse_request
+from oarsched.model.job import parse_job_types, parse_request, parse_walltime
 
 __all__ = [
     "SWF_FIELDS",
@@ -411,8 +411,6 @@ class _FieldReader:
     def walltime(self, name: str) -> int:
         value = self.item[name]
         if isinstance(value, str) and ":" in value:
-            from oarsched.oar.submit import parse_walltime
-
             try:
                 return parse_walltime(value)
             except JobError:

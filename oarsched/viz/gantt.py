@@ -144,16 +144,12 @@ def _scheduled_kind(s, now: int | None, reservations: frozenset[int] | None = No
 
 def gantt_from_db(db, config, now: int, title: str = "") -> GanttChart:
     """What the gantt tables of an OAR3 database hold (``db``: OarDatabase, ``config``: OarConfig)."""
-    from sqlalchemy import select
+    from oarsched.oar.readers import read_platform, reservation_ids
 
-    from oarsched.sim.platforms import read_platform
-
-    jobs_t = db.tables["jobs"]
     with db.engine.connect() as conn:
         platform = read_platform(db, conn, config)
         scheduled = db.read_scheduled_jobs(conn, now)
-        reservations = frozenset(int(r[0]) for r in conn.execute(
-            select(jobs_t.c.job_id).where(jobs_t.c.reservation != "None")))
+        reservations = reservation_ids(db, conn)
     boxes = [GanttJob(s.id, s.start_time, s.start_time + int(s.walltime) + config.job_security_time,
                       list(s.resources), _scheduled_kind(s, now, reservations)) for s in scheduled]
     return GanttChart(platform, boxes, now=now, title=title or f"gantt at {_date(now)}")
@@ -507,6 +503,7 @@ def draw_gantt(chart: GanttChart, path: str | os.PathLike[str], *, max_rows: int
     fmt = Path(target).suffix.lower().lstrip(".")
     if fmt not in ("svg", "png"):
         raise GanttError(f"{target}: the chart is written as SVG or PNG: name it .svg or .png")
+    _matplotlib()
     import matplotlib
 
     with matplotlib.rc_context({"svg.fonttype": "none", "hatch.linewidth": 0.5}):
@@ -525,5 +522,5 @@ def _matplotlib():
         from matplotlib.lines import Line2D
         from matplotlib.patches import Patch, Rectangle
     except ImportError:
-        raise GanttError("Gantt charts need matplotlib: pip install matplotlib") from None
+        raise GanttError('Gantt charts need matplotlib: pip install "oarsched[viz]"') from None
     return Figure, FigureCanvasAgg, Rectangle, Patch, Line2D
