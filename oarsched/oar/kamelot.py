@@ -41,7 +41,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -161,19 +161,12 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         if write:
             log.info("queue %s: writing %d decisions", queue, len(result.assignments))
             report.resource_rows = db.write_decisions(conn, result, messages, placed_karma,
-<<<<<<< HEAD
                                                       outcome.considered_starts())
-=======
-                                                      considered_start_times([j.id for j in outcome.jobs] + list(outcome.skipped),
-                                                                             result, report.not_considered))
->>>>>>> kao
     report.timings = {"read": t2 - t0, "schedule": t3 - t2, "write": time.perf_counter() - t3}  # write includes the commit
     _log_round(report)
     return report
 
 
-<<<<<<< HEAD
-=======
 def decision_messages(result: ScheduleResult, message_info: dict[int, tuple[str, str, str]],
                       karma: dict[int, float]) -> tuple[dict[int, str], dict[int, float]]:
     """``jobs.message`` of every placed job (``R=..,W=..,J=..,Q=..[,N=..][ (Karma=..)]``) and its karma."""
@@ -188,24 +181,6 @@ def decision_messages(result: ScheduleResult, message_info: dict[int, tuple[str,
     return messages, placed_karma
 
 
-def considered_start_times(order: Sequence[int], result: ScheduleResult, not_considered: Sequence[int]) -> dict[int, int]:
-    """``jobs.start_time`` as OAR3's kamelot leaves it (trap T22): the predicted start of each placed job,
-    -1 for each job the round considered but could not place (invalid, dependency, no room).
-
-    ``order`` is the round's jobs after the cap; the jobs the deadline cut off keep their old value,
-    as do the jobs past the cap.
-    """
-    skipped = set(not_considered)
-    out = {}
-    for jid in order:
-        if jid in skipped:
-            continue
-        a = result.assignments.get(jid)
-        out[jid] = -1 if a is None else a.start_time
-    return out
-
-
->>>>>>> kao
 def _guarded_select(db: OarDatabase, conn) -> Callable[[object], list[int]]:
     """Resource ids a job's property expression selects; a query the database refuses is that job's error.
 

@@ -69,14 +69,13 @@ from oarsched.oar.kamelot import _fail as kamelot_fail
 from oarsched.oar.kamelot import (
     _first_line,
     _guarded_select,
-    _known_states,
     _quota_state,
-    considered_start_times,
     decision_messages,
     parse_now,
 )
 from oarsched.oar.metadb import NOT_WAITING_STATES, JobInfo, MetaDb
 from oarsched.oar.notify import Endpoints, NodeCommands, Outbox, TcpMessage, send_all
+from oarsched.oar.readers import read_platform
 
 log = logging.getLogger("oarsched.kao")
 
@@ -155,8 +154,7 @@ class KaoRound:
         return self.result
 
     def _platform(self) -> Platform:
-        resources = _known_states(self.db.read_resources(self.mdb.conn, self.config.resource_order_terms))
-        return Platform(resources, self.config.hierarchy_labels, self.config.suspendable_types)
+        return read_platform(self.db, self.mdb.conn, self.config)
 
     def _meta_round(self, scheduled: list[ScheduledJob]) -> MetaRound:
         options = SchedulerOptions(job_security_time=self.sec, quotas=_quota_state(self.config, self.platform))
@@ -194,14 +192,13 @@ class KaoRound:
         if not rows.jobs:
             return
         options = RoundOptions(
-            now=self.now, queues=queues, ordering=config,
+            now=self.now, queues=queues, ordering=config.sorting_settings(),
             accounting=lambda start, stop: db.read_accounting(conn, queues, start, stop),
             max_jobs=config.max_jobs_per_round)
         outcome = meta.schedule_group(rows.jobs, options)
         result = outcome.result
         messages, placed_karma = decision_messages(result, rows.message_info, outcome.karma)
-        considered = [j.id for j in outcome.jobs] + list(outcome.skipped)
-        db.write_decisions(conn, result, messages, placed_karma, considered_start_times(considered, result, []))
+        db.write_decisions(conn, result, messages, placed_karma, outcome.considered_starts())
 
     # -- advance reservations --------------------------------------------------------------------
     def _check_accepted_reservations(self, queue: str) -> None:
