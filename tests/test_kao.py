@@ -501,3 +501,16 @@ def test_demo_shows_the_whole_meta_round(tmp_path: Path, capsys):
     finally:
         eng.dispose()
     assert launched and got == launched
+
+
+def test_interactive_job_without_info_type_is_left_alone(tmp_path: Path):
+    """OAR3 splits a NULL info_type (M12, start predictions too): nothing to tell, nothing fragged."""
+    def setup(c):
+        add_running_job(c, start_time=NOW - 100, resource_ids=list(range(1, 9)), walltime=7200)
+        add_job(c, request="resource_id=2", walltime=600, job_type="INTERACTIVE")
+    case = make_case(tmp_path, setup)
+    with endpoints(case) as got:
+        code, err = run(case)
+    assert code == 0, err
+    assert query(case, "SELECT * FROM frag_jobs") == [] and got["almighty"] == []
+    assert query(case, "SELECT state FROM jobs ORDER BY job_id") == [("Running",), ("Waiting",)]

@@ -388,6 +388,9 @@ class KaoRound:
     def _interactive_predictions(self) -> None:
         stamp = now_sql(self.now)
         for info, start in self.mdb.interactive_waiting():
+            if not info.info_type:  # OAR3 crashes on None.split (M12): nobody to tell
+                log.warning("job %s: interactive job without an oarsub address (info_type NULL)", info.id)
+                continue
             self.out.oarsub(info.id, info.info_type,
                             f"[{stamp}] Start prediction: {now_sql(start)} ({info.message})\n", "lost_session")
 
