@@ -514,3 +514,42 @@ def test_interactive_job_without_info_type_is_left_alone(tmp_path: Path):
     assert code == 0, err
     assert query(case, "SELECT * FROM frag_jobs") == [] and got["almighty"] == []
     assert query(case, "SELECT state FROM jobs ORDER BY job_id") == [("Running",), ("Waiting",)]
+
+
+def test_extra_metasched_hook_called_before_each_queue_group(tmp_path: Path):
+    from tests import kao_hook
+
+    kao_hook.CALLS.clear()
+    def setup(c):
+        add_running_job(c, start_time=NOW - 100, resource_ids=[1], walltime=7200)
+        add_job(c, request="resource_id=1", walltime=600)
+    case = make_case(tmp_path, setup, conf={"EXTRA_METASCHED": "tests.kao_hook:record",
+                                            "EXTRA_METASCHED_CONFIG": "alpha"})
+    with endpoints(case):
+        code, err = run(case)
+    assert code == 0, err
+    assert [(c["prev"], c["queues"]) for c in kao_hook.CALLS] == [(None, ["default"]), (["default"], ["besteffort"])]
+    assert kao_hook.CALLS[0] == {"prev": None, "queues": ["default"], "now": NOW, "config": "alpha",
+                                 "slot_sets": ["default"], "resources": 8, "scheduled": [1], "sec": 0, "waiting": 1}
+
+
+def test_extra_metasched_hook_failure_is_logged_and_the_round_goes_on(tmp_path: Path):
+    case = make_case(tmp_path, lambda c: add_job(c, request="resource_id=1", walltime=600),
+                     conf={"EXTRA_METASCHED": "tests.kao_hook:broken"})
+    with endpoints(case) as got:
+        code, err = run(case)
+    assert code == 0, err
+    assert "EXTRA_METASCHED hook failed" in err and "site hook bug" in err
+    assert got["bipbip"] == [{"job_id": 1, "cmd": "OARRUN", "args": []}]
+
+
+def test_unknown_extra_metasched_is_a_one_line_config_error(tmp_path: Path):
+    case = make_case(tmp_path, lambda c: add_job(c, request="resource_id=1", walltime=600),
+                     conf={"EXTRA_METASCHED": "no_such_hook"})
+    before = dump(case)
+    with endpoints(case):
+        code, err = run(case)
+    assert code == 1
+    lines = [ln for ln in err.splitlines() if ln.startswith("oarsched-kao:")]
+    assert len(lines) == 1 and "EXTRA_METASCHED='no_such_hook'" in lines[0], err
+    assert dump(case) == before
