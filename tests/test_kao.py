@@ -553,3 +553,29 @@ def test_unknown_extra_metasched_is_a_one_line_config_error(tmp_path: Path):
     lines = [ln for ln in err.splitlines() if ln.startswith("oarsched-kao:")]
     assert len(lines) == 1 and "EXTRA_METASCHED='no_such_hook'" in lines[0], err
     assert dump(case) == before
+
+
+def test_a_second_round_with_nothing_changed_rewrites_no_gantt_row(tmp_path: Path):
+    """The gantt is rebuilt in a scratch copy and written back by difference (OAR3 empties and refills it)."""
+    def setup(c):
+        add_running_job(c, start_time=NOW - 100, resource_ids=[1, 2, 3], walltime=7200)
+        for request in ("resource_id=2", "resource_id=4", "network_address=1", "resource_id=8"):
+            add_job(c, request=request, walltime=900)
+    case = make_case(tmp_path, setup)
+    with endpoints(case):
+        assert run(case)[0] == 0
+    after_first = dump(case)
+    tables = ["gantt_jobs_predictions", "gantt_jobs_resources", "gantt_jobs_predictions_visu",
+              "gantt_jobs_resources_visu"]
+    case.execute("CREATE TABLE written (tbl TEXT, op TEXT)",
+                 *[f"CREATE TRIGGER w_{t}_{op} AFTER {op} ON {t} BEGIN INSERT INTO written VALUES ('{t}', '{op}'); END"
+                   for t in tables for op in ("INSERT", "DELETE", "UPDATE")])
+    with endpoints(case) as got:
+        assert run(case)[0] == 0
+    assert query(case, "SELECT * FROM written") == []
+    after_second = dump(case)
+    assert {t: v for t, v in after_second.items() if t != "jobs"} == \
+        {t: v for t, v in after_first.items() if t != "jobs"}
+    # jobs: only the launched jobs' messages change, to the current-job form without W= (M7)
+    assert query(case, "SELECT job_id, message FROM jobs WHERE state = 'toLaunch'") == [(2, "R=2,J=P,Q=default")]
+    assert got["bipbip"]  # the toLaunch jobs are told again, as OAR3 does (M18)

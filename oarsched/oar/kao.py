@@ -119,6 +119,7 @@ class KaoRound:
         mdb = self.mdb
         if str(self.config.get("WALLTIME_CHANGE_ENABLED", "NO")).lower() == "yes":
             self._walltime_changes()
+        mdb.open_scratch_gantt()
         kept = mdb.kept_reservation_moldables()
         mdb.flush_gantt(kept)
         mdb.reinsert_current_jobs()
@@ -148,6 +149,7 @@ class KaoRound:
             self.out.chstate()
         else:
             self._launch(jobs_to_launch(candidates, self.now, self._absent()))
+        mdb.close_scratch_gantt()
         mdb.copy_gantt_to_visu()
         self._energy_saving()
         snapshot = mdb.jobs_in_states(NOT_WAITING_STATES)

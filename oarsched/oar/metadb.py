@@ -9,7 +9,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import MetaData, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from oarsched.engine.meta import BesteffortJob, GanttJob, WalltimeGrant, WalltimeRequest
@@ -296,13 +296,38 @@ class MetaDb:
     def copy_gantt_to_visu(self) -> None:
         """Make ``gantt_*_visu`` equal to the gantt (OAR3 empties and refills them): only the rows that differ
         are deleted and inserted, so an unchanged gantt costs reads, not writes."""
-        for name, cols in (("gantt_jobs_predictions", ("moldable_job_id", "start_time")),
-                           ("gantt_jobs_resources", ("moldable_job_id", "resource_id"))):
-            src, dst = self.t[name], self.t[name + "_visu"]
+        for name, cols in GANTT_TABLES:
+            sync_table(self.conn, self.t[name + "_visu"], self.t[name], cols)
 
-            self.conn.execute(delete(dst).where(~_same_row(dst, src, cols)))
-            self.conn.execute(insert(dst).from_select(list(cols), select(*[src.c[c] for c in cols])
-                                                      .where(~_same_row(src, dst, cols))))
+    # -- the gantt, rebuilt in a scratch copy -----------------------------------------------------
+    def open_scratch_gantt(self) -> None:
+        """Copy the gantt tables into temporary tables of the same names, which the round's statements then
+        see instead (a temporary table shadows its namesake on SQLite and PostgreSQL alike); the round
+        rebuilds the gantt there and :meth:`close_scratch_gantt` writes only the difference back."""
+        conn = self.conn
+        if self.db.dialect == "postgresql":
+            self._home = conn.exec_driver_sql("SELECT current_schema()").scalar()
+            for name, _ in GANTT_TABLES:
+                conn.exec_driver_sql(f"CREATE TEMP TABLE {name} (LIKE {self._home}.{name} INCLUDING ALL) "
+                                     "ON COMMIT DROP")
+                conn.exec_driver_sql(f"INSERT INTO pg_temp.{name} SELECT * FROM {self._home}.{name}")
+        else:
+            self._home = "main"
+            for name, cols in GANTT_TABLES:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+                conn.exec_driver_sql(f"CREATE TEMP TABLE {name} ({cols[0]} INTEGER NOT NULL, {cols[1]} INTEGER, "
+                                     f"PRIMARY KEY ({cols[0]}{', ' + cols[1] if name.endswith('resources') else ''}))")
+                conn.exec_driver_sql(f"INSERT INTO temp.{name} SELECT {', '.join(cols)} FROM main.{name}")
+
+    def close_scratch_gantt(self) -> None:
+        """Write the rebuilt gantt back by difference, and drop the scratch copy."""
+        md = MetaData()
+        scratch_schema = "pg_temp" if self.db.dialect == "postgresql" else "temp"
+        for name, cols in GANTT_TABLES:
+            home = self.t[name].to_metadata(md, schema=self._home)
+            scratch = self.t[name].to_metadata(md, schema=scratch_schema)
+            sync_table(self.conn, home, scratch, cols)
+            self.conn.exec_driver_sql(f"DROP TABLE {scratch_schema}.{name}")
 
     def keep_gantt_resources(self, moldable_id: int, rids: list[int]) -> None:
         """Delete the moldable's gantt resource rows except those of ``rids``."""
@@ -462,9 +487,21 @@ class MetaDb:
         return [row[0] for row in self.conn.execute(stmt)]
 
 
+GANTT_TABLES = (("gantt_jobs_predictions", ("moldable_job_id", "start_time")),
+                ("gantt_jobs_resources", ("moldable_job_id", "resource_id")))
+
+
+def sync_table(conn: Connection, dst, src, cols) -> None:
+    """Make ``dst`` hold the rows of ``src`` (on ``cols``): delete the rows it has that ``src`` has not, insert
+    the others.  Nothing is written when they are equal."""
+    conn.execute(delete(dst).where(~_same_row(dst, src, cols)))
+    conn.execute(insert(dst).from_select(list(cols), select(*[src.c[c] for c in cols])
+                                         .where(~_same_row(src, dst, cols))))
+
+
 def _same_row(a, b, cols):
-    """``EXISTS`` a row of ``b`` equal to the current row of ``a`` on ``cols``."""
-    return select(b.c.moldable_job_id).where(*[a.c[c] == b.c[c] for c in cols]).exists()
+    """``EXISTS`` a row of ``b`` equal to the current row of ``a`` on ``cols`` (NULL equals NULL)."""
+    return select(b.c.moldable_job_id).where(*[a.c[c].is_not_distinct_from(b.c[c]) for c in cols]).exists()
 
 
 def _info(r) -> JobInfo:
