@@ -9,7 +9,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import MetaData, delete, func, insert, or_, select, update
+from sqlalchemy import BigInteger, MetaData, cast, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from oarsched.engine.meta import BesteffortJob, GanttJob, WalltimeGrant, WalltimeRequest
@@ -492,16 +492,35 @@ GANTT_TABLES = (("gantt_jobs_predictions", ("moldable_job_id", "start_time")),
 
 
 def sync_table(conn: Connection, dst, src, cols) -> None:
-    """Make ``dst`` hold the rows of ``src`` (on ``cols``): delete the rows it has that ``src`` has not, insert
-    the others.  Nothing is written when they are equal."""
-    conn.execute(delete(dst).where(~_same_row(dst, src, cols)))
-    conn.execute(insert(dst).from_select(list(cols), select(*[src.c[c] for c in cols])
-                                         .where(~_same_row(src, dst, cols))))
+    """Make ``dst`` hold the rows of ``src`` (gantt-shaped: keyed by ``moldable_job_id``), writing only the
+    moldables whose rows differ.  Nothing is written when they are equal.
+
+    Moldables are compared by a signature computed inside the database in one
+    streaming pass over each table (predictions: the start; resources: count,
+    min, max, sum and sum of squares of the resource ids), then the rows of
+    the moldables that differ are replaced.
+    """
+    changed = set(_signatures(conn, src, cols)).symmetric_difference(_signatures(conn, dst, cols))
+    if not changed:
+        return
+    ids = sorted({k[0] for k in changed})
+    for i in range(0, len(ids), SYNC_CHUNK):
+        chunk = ids[i:i + SYNC_CHUNK]
+        conn.execute(delete(dst).where(dst.c.moldable_job_id.in_(chunk)))
+        conn.execute(insert(dst).from_select(list(cols), select(*[src.c[c] for c in cols])
+                                             .where(src.c.moldable_job_id.in_(chunk))))
 
 
-def _same_row(a, b, cols):
-    """``EXISTS`` a row of ``b`` equal to the current row of ``a`` on ``cols`` (NULL equals NULL)."""
-    return select(b.c.moldable_job_id).where(*[a.c[c].is_not_distinct_from(b.c[c]) for c in cols]).exists()
+SYNC_CHUNK = 5000
+
+
+def _signatures(conn: Connection, table, cols) -> list[tuple]:
+    if cols[1] != "resource_id":
+        return [tuple(r) for r in conn.execute(select(table.c.moldable_job_id, table.c[cols[1]]))]
+    rid = cast(table.c.resource_id, BigInteger)  # squares overflow PostgreSQL's INTEGER past id 46340
+    stmt = select(table.c.moldable_job_id, func.count(), func.min(rid), func.max(rid), func.sum(rid),
+                  func.sum(rid * rid)).group_by(table.c.moldable_job_id)
+    return [tuple(r) for r in conn.execute(stmt)]
 
 
 def _info(r) -> JobInfo:
