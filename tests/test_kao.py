@@ -554,3 +554,81 @@ def test_kao_gives_up_a_round_when_another_holds_the_database_too_long(tmp_path:
     assert len(lines) == 1 and "another scheduling round is running" in lines[0], err
     assert dump(case) == before
     assert got == {"almighty": [], "bipbip": []}
+
+
+def test_interactive_job_without_info_type_is_left_alone(tmp_path: Path):
+    """OAR3 splits a NULL info_type (M12, start predictions too): nothing to tell, nothing fragged."""
+    def setup(c):
+        add_running_job(c, start_time=NOW - 100, resource_ids=list(range(1, 9)), walltime=7200)
+        add_job(c, request="resource_id=2", walltime=600, job_type="INTERACTIVE")
+    case = make_case(tmp_path, setup)
+    with endpoints(case) as got:
+        code, err = run(case)
+    assert code == 0, err
+    assert query(case, "SELECT * FROM frag_jobs") == [] and got["almighty"] == []
+    assert query(case, "SELECT state FROM jobs ORDER BY job_id") == [("Running",), ("Waiting",)]
+
+
+def test_extra_metasched_hook_called_before_each_queue_group(tmp_path: Path):
+    from tests import kao_hook
+
+    kao_hook.CALLS.clear()
+    def setup(c):
+        add_running_job(c, start_time=NOW - 100, resource_ids=[1], walltime=7200)
+        add_job(c, request="resource_id=1", walltime=600)
+    case = make_case(tmp_path, setup, conf={"EXTRA_METASCHED": "tests.kao_hook:record",
+                                            "EXTRA_METASCHED_CONFIG": "alpha"})
+    with endpoints(case):
+        code, err = run(case)
+    assert code == 0, err
+    assert [(c["prev"], c["queues"]) for c in kao_hook.CALLS] == [(None, ["default"]), (["default"], ["besteffort"])]
+    assert kao_hook.CALLS[0] == {"prev": None, "queues": ["default"], "now": NOW, "config": "alpha",
+                                 "slot_sets": ["default"], "resources": 8, "scheduled": [1], "sec": 0, "waiting": 1}
+
+
+def test_extra_metasched_hook_failure_is_logged_and_the_round_goes_on(tmp_path: Path):
+    case = make_case(tmp_path, lambda c: add_job(c, request="resource_id=1", walltime=600),
+                     conf={"EXTRA_METASCHED": "tests.kao_hook:broken"})
+    with endpoints(case) as got:
+        code, err = run(case)
+    assert code == 0, err
+    assert "EXTRA_METASCHED hook failed" in err and "site hook bug" in err
+    assert got["bipbip"] == [{"job_id": 1, "cmd": "OARRUN", "args": []}]
+
+
+def test_unknown_extra_metasched_is_a_one_line_config_error(tmp_path: Path):
+    case = make_case(tmp_path, lambda c: add_job(c, request="resource_id=1", walltime=600),
+                     conf={"EXTRA_METASCHED": "no_such_hook"})
+    before = dump(case)
+    with endpoints(case):
+        code, err = run(case)
+    assert code == 1
+    lines = [ln for ln in err.splitlines() if ln.startswith("oarsched-kao:")]
+    assert len(lines) == 1 and "EXTRA_METASCHED='no_such_hook'" in lines[0], err
+    assert dump(case) == before
+
+
+def test_a_second_round_with_nothing_changed_rewrites_no_gantt_row(tmp_path: Path):
+    """The gantt is rebuilt in a scratch copy and written back by difference (OAR3 empties and refills it)."""
+    def setup(c):
+        add_running_job(c, start_time=NOW - 100, resource_ids=[1, 2, 3], walltime=7200)
+        for request in ("resource_id=2", "resource_id=4", "network_address=1", "resource_id=8"):
+            add_job(c, request=request, walltime=900)
+    case = make_case(tmp_path, setup)
+    with endpoints(case):
+        assert run(case)[0] == 0
+    after_first = dump(case)
+    tables = ["gantt_jobs_predictions", "gantt_jobs_resources", "gantt_jobs_predictions_visu",
+              "gantt_jobs_resources_visu"]
+    case.execute("CREATE TABLE written (tbl TEXT, op TEXT)",
+                 *[f"CREATE TRIGGER w_{t}_{op} AFTER {op} ON {t} BEGIN INSERT INTO written VALUES ('{t}', '{op}'); END"
+                   for t in tables for op in ("INSERT", "DELETE", "UPDATE")])
+    with endpoints(case) as got:
+        assert run(case)[0] == 0
+    assert query(case, "SELECT * FROM written") == []
+    after_second = dump(case)
+    assert {t: v for t, v in after_second.items() if t != "jobs"} == \
+        {t: v for t, v in after_first.items() if t != "jobs"}
+    # jobs: only the launched jobs' messages change, to the current-job form without W= (M7)
+    assert query(case, "SELECT job_id, message FROM jobs WHERE state = 'toLaunch'") == [(2, "R=2,J=P,Q=default")]
+    assert got["bipbip"]  # the toLaunch jobs are told again, as OAR3 does (M18)

@@ -61,7 +61,7 @@ from oarsched.engine.meta import (
 from oarsched.engine.result import ScheduledJob
 from oarsched.engine.round import RoundOptions
 from oarsched.engine.search import SchedulerOptions, Search
-from oarsched.errors import OarschedError, UsageError
+from oarsched.errors import ConfigError, OarschedError, UsageError
 from oarsched.model.platform import Platform
 from oarsched.oar.config import OarConfig, setup_logging
 from oarsched.oar.db import OarDatabase, RoundLocked, job_message
@@ -119,6 +119,7 @@ class KaoRound:
         mdb = self.mdb
         if str(self.config.get("WALLTIME_CHANGE_ENABLED", "NO")).lower() == "yes":
             self._walltime_changes()
+        mdb.open_scratch_gantt()
         kept = mdb.kept_reservation_moldables()
         mdb.flush_gantt(kept)
         mdb.reinsert_current_jobs()
@@ -128,7 +129,13 @@ class KaoRound:
         besteffort = mdb.besteffort_jobs(scheduled)
         self.platform = self._platform()
         meta = self._meta_round(scheduled)
+        hook = extra_metasched_hook(self.config)
+        prev_queues: list[str] | None = None
         for group in mdb.queue_groups():
+            queues = [name for name, _ in group]
+            if hook is not None:
+                self._call_hook(hook, prev_queues, scheduled, meta, queues)
+            prev_queues = queues
             active = [name for name, state in group if state == "Active"]
             if not active:
                 continue
@@ -142,6 +149,7 @@ class KaoRound:
             self.out.chstate()
         else:
             self._launch(jobs_to_launch(candidates, self.now, self._absent()))
+        mdb.close_scratch_gantt()
         mdb.copy_gantt_to_visu()
         self._energy_saving()
         snapshot = mdb.jobs_in_states(NOT_WAITING_STATES)
@@ -161,6 +169,16 @@ class KaoRound:
         constraints = GroupConstraints(self.platform, select=_guarded_select(self.db, self.mdb.conn))
         self.search = Search(self.platform, options, constraints=constraints)
         return MetaRound(self.search, self.now, scheduled)
+
+    def _call_hook(self, hook, prev_queues, scheduled, meta: MetaRound, queues: list[str]) -> None:
+        """``EXTRA_METASCHED``'s function, before each queue group, with OAR3's arguments (the round's
+        connection in place of its session); a failure is logged, the round goes on."""
+        try:
+            hook(self.mdb.conn, prev_queues, self.platform, scheduled, meta.round.slot_sets, self.sec, queues,
+                 self.now, str(self.config.get("EXTRA_METASCHED_CONFIG", "") or ""))
+        except Exception as exc:  # noqa: BLE001 - a site's hook never stops the round
+            log.error("EXTRA_METASCHED hook failed before queues %s: %s: %s", ",".join(queues),
+                      type(exc).__name__, exc)
 
     def _walltime_changes(self) -> None:
         """Pending walltime changes of running jobs, granted before scheduling (OAR3 crashes here: M9)."""
@@ -192,7 +210,7 @@ class KaoRound:
         if not rows.jobs:
             return
         options = RoundOptions(
-            now=self.now, queues=queues, ordering=config,
+            now=self.now, queues=queues, ordering=config.sorting_settings(),
             accounting=lambda start, stop: db.read_accounting(conn, queues, start, stop),
             max_jobs=config.max_jobs_per_round)
         outcome = meta.schedule_group(rows.jobs, options)
@@ -388,6 +406,9 @@ class KaoRound:
     def _interactive_predictions(self) -> None:
         stamp = now_sql(self.now)
         for info, start in self.mdb.interactive_waiting():
+            if not info.info_type:  # OAR3 crashes on None.split (M12): nobody to tell
+                log.warning("job %s: interactive job without an oarsub address (info_type NULL)", info.id)
+                continue
             self.out.oarsub(info.id, info.info_type,
                             f"[{stamp}] Start prediction: {now_sql(start)} ({info.message})\n", "lost_session")
 
@@ -413,6 +434,28 @@ class KaoRound:
             self.mdb.set_job_state(info.id, "Waiting", log_row=i < len(jobs) - 1)
             if info.start_time - 1 <= self.now and self.result.exit_code == EXIT_OK:
                 self.result.exit_code = EXIT_RESERVATION_NOW
+
+
+EXTRA_METASCHED_GROUP = "oar.extra_metasched_func"
+
+
+def extra_metasched_hook(config: OarConfig):
+    """The function ``EXTRA_METASCHED`` names: an entry point of ``oar.extra_metasched_func`` (as OAR3), or
+    ``module:function``; None for ``default``/empty (OAR3's no-op)."""
+    name = str(config.get("EXTRA_METASCHED", "default") or "default").strip()
+    if name == "default":
+        return None
+    try:
+        if ":" in name:
+            import importlib
+
+            module, _, attr = name.partition(":")
+            return getattr(importlib.import_module(module), attr)
+        from oarsched.plugins.registry import _load_entry_point
+
+        return _load_entry_point(EXTRA_METASCHED_GROUP, name)
+    except (LookupError, ImportError, AttributeError) as exc:
+        raise ConfigError(f"EXTRA_METASCHED={name!r}: {exc}") from None
 
 
 def _resume_script_failure(config: OarConfig, job_id: int) -> str | None:

@@ -9,7 +9,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import BigInteger, MetaData, cast, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from oarsched.engine.meta import BesteffortJob, GanttJob, WalltimeGrant, WalltimeRequest
@@ -84,34 +84,34 @@ class MetaDb:
             self.conn.execute(stmt)
 
     def reinsert_current_jobs(self) -> None:
-        """Jobs holding resources get their gantt rows back and a message without ``W=`` (trap T20/M7)."""
+        """Jobs holding resources get their gantt rows back and a message without ``W=`` (trap T20/M7).
+
+        The rows are copied inside the database (``INSERT ... SELECT``); only messages that change are written.
+        """
         from oarsched.oar.db import job_message
 
         j, ar = self.t["jobs"], self.t["assigned_resources"]
+        gp, gr = self.t["gantt_jobs_predictions"], self.t["gantt_jobs_resources"]
+        current = j.c.state.in_(CURRENT_STATES)
+        holding = select(ar.c.moldable_job_id).where(ar.c.moldable_job_id == j.c.assigned_moldable_job).exists()
+        self.conn.execute(insert(gp).from_select(
+            ["moldable_job_id", "start_time"],
+            select(j.c.assigned_moldable_job, func.coalesce(j.c.start_time, 0)).where(current, holding)))
+        self.conn.execute(insert(gr).from_select(
+            ["moldable_job_id", "resource_id"],
+            select(ar.c.moldable_job_id, ar.c.resource_id).distinct()
+            .join(j, j.c.assigned_moldable_job == ar.c.moldable_job_id).where(current)))
         stmt = (
-            select(j.c.job_id, j.c.assigned_moldable_job, j.c.start_time, j.c.job_type, j.c.queue_name,
-                   j.c.job_name, ar.c.resource_id)
+            select(j.c.job_id, j.c.job_type, j.c.queue_name, j.c.job_name, j.c.message, func.count(ar.c.resource_id))
             .join(ar, ar.c.moldable_job_id == j.c.assigned_moldable_job)
-            .where(j.c.state.in_(CURRENT_STATES))
-            .order_by(j.c.job_id, ar.c.resource_id)
+            .where(current)
+            .group_by(j.c.job_id, j.c.job_type, j.c.queue_name, j.c.job_name, j.c.message)
         )
-        jobs: dict[int, list] = {}
-        for row in self.conn.execute(stmt):
-            entry = jobs.get(row.job_id)
-            if entry is None:
-                entry = jobs[row.job_id] = [row, []]
-            entry[1].append(int(row.resource_id))
-        if not jobs:
-            return
-        preds, res, msgs = [], [], {}
-        for jid, (row, rids) in jobs.items():
-            mld = int(row.assigned_moldable_job)
-            preds.append({"moldable_job_id": mld, "start_time": int(row.start_time or 0)})
-            res.extend({"moldable_job_id": mld, "resource_id": r} for r in sorted(set(rids)))
-            msgs[jid] = job_message(nb_resources=len(rids), queue=row.queue_name, job_type=row.job_type or "PASSIVE",
-                                    name=row.job_name)
-        self.conn.execute(insert(self.t["gantt_jobs_predictions"]), preds)
-        self.conn.execute(insert(self.t["gantt_jobs_resources"]), res)
+        msgs = {}
+        for jid, job_type, queue, name, old, n in self.conn.execute(stmt):
+            msg = job_message(nb_resources=int(n), queue=queue, job_type=job_type or "PASSIVE", name=name)
+            if msg != old:
+                msgs[int(jid)] = msg
         self.db.update_jobs(self.conn, "message", msgs)
 
     # -- queues -------------------------------------------------------------------------------
@@ -292,16 +292,47 @@ class MetaDb:
     def launch(self, job: GanttJob) -> None:
         """start_time, assigned moldable, assigned resources, then state toLaunch."""
         self.update_job(job.id, start_time=self.now, assigned_moldable_job=job.moldable_id)
-        self.conn.execute(insert(self.t["assigned_resources"]),
-                          [{"moldable_job_id": job.moldable_id, "resource_id": rid} for rid in sorted(set(job.resources))])
+        gr = self.t["gantt_jobs_resources"]
+        self.conn.execute(insert(self.t["assigned_resources"]).from_select(
+            ["moldable_job_id", "resource_id"],
+            select(gr.c.moldable_job_id, gr.c.resource_id).where(gr.c.moldable_job_id == job.moldable_id)))
         self.set_job_state(job.id, "toLaunch")
 
     def copy_gantt_to_visu(self) -> None:
-        for name in ("gantt_jobs_predictions", "gantt_jobs_resources"):
-            src, dst = self.t[name], self.t[name + "_visu"]
-            self.conn.execute(delete(dst))
-            cols = [c.name for c in dst.c]
-            self.conn.execute(insert(dst).from_select(cols, select(*[src.c[c] for c in cols])))
+        """Make ``gantt_*_visu`` equal to the gantt (OAR3 empties and refills them): only the rows that differ
+        are deleted and inserted, so an unchanged gantt costs reads, not writes."""
+        for name, cols in GANTT_TABLES:
+            sync_table(self.conn, self.t[name + "_visu"], self.t[name], cols)
+
+    # -- the gantt, rebuilt in a scratch copy -----------------------------------------------------
+    def open_scratch_gantt(self) -> None:
+        """Copy the gantt tables into temporary tables of the same names, which the round's statements then
+        see instead (a temporary table shadows its namesake on SQLite and PostgreSQL alike); the round
+        rebuilds the gantt there and :meth:`close_scratch_gantt` writes only the difference back."""
+        conn = self.conn
+        if self.db.dialect == "postgresql":
+            self._home = conn.exec_driver_sql("SELECT current_schema()").scalar()
+            for name, _ in GANTT_TABLES:
+                conn.exec_driver_sql(f"CREATE TEMP TABLE {name} (LIKE {self._home}.{name} INCLUDING ALL) "
+                                     "ON COMMIT DROP")
+                conn.exec_driver_sql(f"INSERT INTO pg_temp.{name} SELECT * FROM {self._home}.{name}")
+        else:
+            self._home = "main"
+            for name, cols in GANTT_TABLES:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+                conn.exec_driver_sql(f"CREATE TEMP TABLE {name} ({cols[0]} INTEGER NOT NULL, {cols[1]} INTEGER, "
+                                     f"PRIMARY KEY ({cols[0]}{', ' + cols[1] if name.endswith('resources') else ''}))")
+                conn.exec_driver_sql(f"INSERT INTO temp.{name} SELECT {', '.join(cols)} FROM main.{name}")
+
+    def close_scratch_gantt(self) -> None:
+        """Write the rebuilt gantt back by difference, and drop the scratch copy."""
+        md = MetaData()
+        scratch_schema = "pg_temp" if self.db.dialect == "postgresql" else "temp"
+        for name, cols in GANTT_TABLES:
+            home = self.t[name].to_metadata(md, schema=self._home)
+            scratch = self.t[name].to_metadata(md, schema=scratch_schema)
+            sync_table(self.conn, home, scratch, cols)
+            self.conn.exec_driver_sql(f"DROP TABLE {scratch_schema}.{name}")
 
     def keep_gantt_resources(self, moldable_id: int, rids: list[int]) -> None:
         """Delete the moldable's gantt resource rows except those of ``rids``."""
@@ -459,6 +490,42 @@ class MetaDb:
             .order_by(r.c.network_address)
         )
         return [row[0] for row in self.conn.execute(stmt)]
+
+
+GANTT_TABLES = (("gantt_jobs_predictions", ("moldable_job_id", "start_time")),
+                ("gantt_jobs_resources", ("moldable_job_id", "resource_id")))
+
+
+def sync_table(conn: Connection, dst, src, cols) -> None:
+    """Make ``dst`` hold the rows of ``src`` (gantt-shaped: keyed by ``moldable_job_id``), writing only the
+    moldables whose rows differ.  Nothing is written when they are equal.
+
+    Moldables are compared by a signature computed inside the database in one
+    streaming pass over each table (predictions: the start; resources: count,
+    min, max, sum and sum of squares of the resource ids), then the rows of
+    the moldables that differ are replaced.
+    """
+    changed = set(_signatures(conn, src, cols)).symmetric_difference(_signatures(conn, dst, cols))
+    if not changed:
+        return
+    ids = sorted({k[0] for k in changed})
+    for i in range(0, len(ids), SYNC_CHUNK):
+        chunk = ids[i:i + SYNC_CHUNK]
+        conn.execute(delete(dst).where(dst.c.moldable_job_id.in_(chunk)))
+        conn.execute(insert(dst).from_select(list(cols), select(*[src.c[c] for c in cols])
+                                             .where(src.c.moldable_job_id.in_(chunk))))
+
+
+SYNC_CHUNK = 5000
+
+
+def _signatures(conn: Connection, table, cols) -> list[tuple]:
+    if cols[1] != "resource_id":
+        return [tuple(r) for r in conn.execute(select(table.c.moldable_job_id, table.c[cols[1]]))]
+    rid = cast(table.c.resource_id, BigInteger)  # squares overflow PostgreSQL's INTEGER past id 46340
+    stmt = select(table.c.moldable_job_id, func.count(), func.min(rid), func.max(rid), func.sum(rid),
+                  func.sum(rid * rid)).group_by(table.c.moldable_job_id)
+    return [tuple(r) for r in conn.execute(stmt)]
 
 
 def _info(r) -> JobInfo:
