@@ -23,7 +23,7 @@ from oarsched.model.job import (
     timesharing_key,
 )
 from oarsched.model.platform import MAX_TIME, Platform
-from oarsched.model.quotas import QuotasConfig, RuleKey, _counted_keys
+from oarsched.quotas import QuotasConfig, RuleKey, counted_keys
 
 
 def _shares(a, b) -> bool:
@@ -136,13 +136,13 @@ def quota_violations(platform: Platform, jobs: Sequence[Job], result: ScheduleRe
     """Instants where the jobs a quota rule governs hold more resources, or are more jobs, than it allows.
 
     ``rules`` is OAR3's quotas JSON as a dict (as given to
-    :func:`oarsched.schedule`) or a :class:`~oarsched.model.quotas.QuotasConfig`;
+    :func:`oarsched.schedule`) or a :class:`~oarsched.quotas.QuotasConfig`;
     only rules without a calendar are supported, and only the two
     instantaneous limits (resources, jobs) are checked, not resource-time.
 
     OAR3 checks a job against the one rule its lookup finds (greedy descent
     queue, project, first type, user; :meth:`Rules.find
-    <oarsched.model.quotas.Rules.find>`): the rule's counter key ``K`` (``/``
+    <oarsched.quotas.Rules.find>`): the rule's counter key ``K`` (``/``
     replaced by the job's value) holds every job whose counted keys include
     ``K``, and the job is admitted when that counter plus itself stays within
     the limit over its whole span.  The guarantee that follows, and what this
@@ -241,7 +241,7 @@ def _spans_before_round(platform: Platform, scheduled: list[ScheduledJob], secur
 
 def _repeats(span: _QuotaSpan, counter_key: tuple, config: QuotasConfig) -> int:
     """How many times the job's counted keys include ``counter_key`` (1, or more with repeated types)."""
-    return sum(1 for k in _counted_keys(span.view, config.job_types) if k == counter_key)
+    return sum(1 for k in counted_keys(span.view, config.job_types) if k == counter_key)
 
 
 def _group_violations(members: list[_QuotaSpan], others: list[_QuotaSpan], key: tuple,

@@ -38,7 +38,6 @@ from oarsched.engine.quotas import QuotaState
 from oarsched.engine.search import Choice, CompiledMoldable, Found, Search
 from oarsched.engine.slots import SlotSet, share_extension
 from oarsched.model.job import ALLOW, Job, placeholder_of, quota_view, timesharing_key
-from oarsched.model.quotas import UNASSIGNED_RULES_ID, check_window
 from oarsched.plugins.api import (
     AssignContext,
     GroupRequest,
@@ -52,6 +51,7 @@ from oarsched.plugins.api import (
     set_to_indices,
 )
 from oarsched.plugins.registry import PluginCall, parse_plugin_call
+from oarsched.quotas import UNASSIGNED_RULES_ID, check_window
 
 
 def choose(search: Search, ss: SlotSet, job: Job, moldables: Sequence[CompiledMoldable],

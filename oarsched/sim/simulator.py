@@ -199,7 +199,7 @@ class Simulator:
     ``queues``: ``{name: priority}`` (default: OAR's ``admin`` 10,
     ``default`` 2, ``besteffort`` 0); queues of equal priority are scheduled
     in the order given.  ``quotas``: OAR3's quotas rules as a dict (or a
-    :class:`~oarsched.model.quotas.QuotasConfig`); by default ``QUOTAS=yes``
+    :class:`~oarsched.quotas.QuotasConfig`); by default ``QUOTAS=yes``
     in the configuration reads ``QUOTAS_CONF_FILE``.  ``plugins``: the
     :class:`~oarsched.plugins.PluginRegistry` resolving ``find=``/``assign=``
     job types (default: the scheduler's, from the installed entry points);

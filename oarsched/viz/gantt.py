@@ -228,9 +228,8 @@ def save_schedule_json(path: str | os.PathLike[str], platform: Platform, result,
 def load_schedule_json(path: str | os.PathLike[str]) -> GanttChart:
     """Read a file written by :func:`save_schedule_json`."""
     from oarsched.errors import PlatformError
-    from oarsched.sim.platforms import platform_from_data
-
     from oarsched.jsonfile import read_json_file
+    from oarsched.sim.platforms import platform_from_data
 
     source = os.fspath(path)
     data = read_json_file(source, GanttError)
