@@ -41,7 +41,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(demo.gantt_table(db, now))
     _demo_gantt(db, config, now, folder)
     print(f"\nthe same round as OAR3 runs it: OARCONFFILE={conf_path} oarsched-kamelot default {now}")
+    _demo_meta_round(db, config, now, conf_path)
     return 0
+
+
+def _demo_meta_round(db, config, now: int, conf_path: str) -> None:
+    """The whole meta-scheduler round on the demo database: what a site would see (nothing is sent)."""
+    from oarsched.oar.kao import run_kao
+
+    t0 = time.perf_counter()
+    result = run_kao(db, config, now, notify=False)
+    took = (time.perf_counter() - t0) * 1000
+    print(f"\nthe whole meta-scheduler round (oarsched-kao), {took:.1f} ms, exit status {result.exit_code}:")
+    out = result.outbox
+    for label, ids in (("launched now (toLaunch, OARRUN to the bipbip commander)", result.launched),
+                       ("besteffort jobs to kill first (frag_jobs; nothing launched this round)", result.killed),
+                       ("advance reservations accepted", result.accepted),
+                       ("advance reservations refused", result.refused)):
+        print(f"  {label}: {', '.join(map(str, ids)) if ids else 'none'}")
+    told = [f"job {m.job_id}: {m.text.strip()!r}" for m in out.tcp]
+    print(f"  Almighty would get: {[m['cmd'] for m in out.almighty] or 'nothing'}; oarsub sockets: "
+          f"{'; '.join(told) if told else 'nothing'}")
+    print(f"  as Almighty runs it: OARCONFFILE={conf_path} oarsched-kao --now {now}")
 
 
 # ------------------------------------------------------------------ simulate / gantt
@@ -257,6 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_demo)
     _add_simulate_parser(sub)
     _add_gantt_parser(sub)
+    sub.add_parser("kao", help="one meta-scheduler round on $OARCONFFILE's database (as oarsched-kao)",
+                   add_help=False)
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["kao"]:  # the drop-in's own options (--now SEC)
+        from oarsched.oar.kao import main as kao_main
+
+        return kao_main(argv[1:])
     args = parser.parse_args(argv)
     try:
         return args.func(args)

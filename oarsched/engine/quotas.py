@@ -13,6 +13,7 @@ import numpy as np
 from oarsched._core import bitset
 from oarsched._core.hierarchy import Request
 from oarsched._core.slotset import SlotSet
+from oarsched.model.job import quota_view
 from oarsched.model.platform import Platform
 from oarsched.quotas import (
     UNASSIGNED_RULES_ID,
@@ -140,6 +141,15 @@ class QuotaState:
                 ss.cache.record(walltime, request, ss.last_fit)
             return found
         return self._find_with_calendar(ss, start_sid, walltime, request, ext, admitted)
+
+    def admits_window(self, ss: SlotSet, sl: int, sr: int, walltime: int, job, res: np.ndarray,
+                      default_set: np.ndarray) -> bool:
+        """Whether the quotas admit ``job`` on the fixed window ``sl..sr`` with ``res`` (advance reservations).
+
+        OAR3 checks a new reservation's quotas whatever its ``no_quotas`` type.
+        """
+        check = _JobCheck(self.config, quota_view(job), walltime, self._job_rules)
+        return check.admits(ss, sl, sr, bitset.count(res & default_set))
 
     def _find_with_calendar(self, ss: SlotSet, start_sid: int, walltime: int, request: Request, ext, admitted):
         cal = self.calendar

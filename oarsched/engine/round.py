@@ -89,13 +89,18 @@ class Round:
                   for t, res, nb_default in self.search.leaving]
         insert_jobs(ss, pseudo, self.quotas)
 
-    def _insert_scheduled(self, scheduled: list[ScheduledJob]) -> None:
+    def add_scheduled(self, scheduled: Iterable[ScheduledJob]) -> None:
+        """Jobs already in the gantt occupy their resources, besteffort ones included (the meta-scheduler
+        adds the running besteffort jobs when it reaches the besteffort queue)."""
+        self._insert_scheduled(list(scheduled), keep_besteffort=True)
+
+    def _insert_scheduled(self, scheduled: list[ScheduledJob], keep_besteffort: bool = False) -> None:
         search, now, slot_sets = self.search, self.now, self.slot_sets
         sec = search.options.job_security_time
         per_set: dict[str, list[Occupation]] = {"default": []}
         for job in sorted(scheduled, key=lambda j: (j.start_time, j.id)):
             is_be = "besteffort" in job.types
-            if is_be and not search.options.besteffort_round:
+            if is_be and not (search.options.besteffort_round or keep_besteffort):
                 continue
             res = bitset.from_indices(search.platform.roids(job.resources), search.nbits)
             if job.state == "Suspended":
@@ -250,15 +255,20 @@ class RoundOutcome:
 
 
 def run_round(platform: Platform, jobs: Sequence[Job], scheduled: Iterable[ScheduledJob], options: RoundOptions,
-              should_stop: Callable[[], bool] | None = None, search: Search | None = None) -> RoundOutcome:
+              should_stop: Callable[[], bool] | None = None, search: Search | None = None,
+              into: Round | None = None) -> RoundOutcome:
     """Order, cap, screen and place ``jobs`` after the ``scheduled`` ones; tell those that never fit.
 
     ``should_stop`` is asked before each job but the first (a placement is
     never interrupted; every round makes progress): once it says True, the
     remaining jobs are ``not_considered``.  ``search`` reuses a
     :class:`Search` built for ``platform`` (its options then apply, not
-    ``options.scheduler``).
+    ``options.scheduler``).  ``into``: place into that round's slot sets
+    (which keep what earlier calls placed: the meta-scheduler's queue groups
+    share them) instead of new ones; ``scheduled`` and ``search`` are then its.
     """
+    if into is not None:
+        search = into.search
     if search is None:
         search = Search(platform, options.scheduler, constraints=options.constraints, plugins=options.plugins)
     ordered, karma = _order(jobs, options)
@@ -266,7 +276,12 @@ def run_round(platform: Platform, jobs: Sequence[Job], scheduled: Iterable[Sched
         ordered = ordered[:options.max_jobs]
     skipped: dict[int, str] = {}
     ordered = screen(ordered, skipped)
-    rnd = Round(search, options.now, scheduled, round_ids=(j.id for j in ordered))
+    if into is None:
+        rnd = Round(search, options.now, scheduled, round_ids=(j.id for j in ordered))
+    else:
+        rnd = into
+        rnd.round_ids = {j.id for j in ordered}
+        rnd.result = ScheduleResult()
     not_considered: list[int] = []
     for i, job in enumerate(ordered):
         if i > 0 and should_stop is not None and should_stop():

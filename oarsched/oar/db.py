@@ -100,13 +100,18 @@ class OarDatabase:
         return [int(r[0]) for r in conn.execute(stmt)]
 
     # -- waiting jobs --------------------------------------------------------------------
-    def read_waiting_jobs(self, conn: Connection, queues: Sequence[str], nodes_label: str = "network_address") -> JobRows:
-        """The queues' waiting jobs (not reservations), by job id, with moldables, types and dependencies."""
+    def read_waiting_jobs(self, conn: Connection, queues: Sequence[str], nodes_label: str = "network_address",
+                          reservation: str = "None") -> JobRows:
+        """The queues' waiting jobs (not reservations), by job id, with moldables, types and dependencies.
+
+        ``reservation="toSchedule"``: the new advance reservations instead (the meta-scheduler's).
+        """
         jobs_t = self.tables["jobs"]
         rows = conn.execute(
             select(jobs_t.c.job_id, jobs_t.c.job_user, jobs_t.c.project, jobs_t.c.job_name, jobs_t.c.queue_name,
                    jobs_t.c.properties, jobs_t.c.submission_time, jobs_t.c.job_type)
-            .where(jobs_t.c.state == "Waiting", jobs_t.c.reservation == "None", jobs_t.c.queue_name.in_(list(queues)))
+            .where(jobs_t.c.state == "Waiting", jobs_t.c.reservation == reservation,
+                   jobs_t.c.queue_name.in_(list(queues)))
             .order_by(jobs_t.c.job_id)
         ).all()
         out = JobRows()

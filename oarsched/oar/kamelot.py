@@ -156,15 +156,7 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
         report.not_considered = _not_considered(outcome, deadline)
         karma = outcome.karma
         t3 = time.perf_counter()
-        messages = {}
-        placed_karma = {}
-        for jid, a in result.assignments.items():
-            job_type, q, name = rows.message_info[jid]
-            k = karma.get(jid) if karma else None
-            if k is not None:
-                placed_karma[jid] = k
-            messages[jid] = job_message(nb_resources=a.nb_resources, walltime=a.walltime, job_type=job_type,
-                                        queue=q, name=name, karma=k)
+        messages, placed_karma = decision_messages(result, rows.message_info, karma)
         report.karma = placed_karma
         if write:
             log.info("queue %s: writing %d decisions", queue, len(result.assignments))
@@ -173,6 +165,20 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
     report.timings = {"read": t2 - t0, "schedule": t3 - t2, "write": time.perf_counter() - t3}  # write includes the commit
     _log_round(report)
     return report
+
+
+def decision_messages(result: ScheduleResult, message_info: dict[int, tuple[str, str, str]],
+                      karma: dict[int, float]) -> tuple[dict[int, str], dict[int, float]]:
+    """``jobs.message`` of every placed job (``R=..,W=..,J=..,Q=..[,N=..][ (Karma=..)]``) and its karma."""
+    messages, placed_karma = {}, {}
+    for jid, a in result.assignments.items():
+        job_type, q, name = message_info[jid]
+        k = karma.get(jid) if karma else None
+        if k is not None:
+            placed_karma[jid] = k
+        messages[jid] = job_message(nb_resources=a.nb_resources, walltime=a.walltime, job_type=job_type,
+                                    queue=q, name=name, karma=k)
+    return messages, placed_karma
 
 
 def _guarded_select(db: OarDatabase, conn) -> Callable[[object], list[int]]:
@@ -307,12 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _fail(message: str, logged: bool) -> int:
-    """Print ``oarsched-kamelot: MESSAGE`` (one line) on stderr, log it once logging is set up; return 1."""
+def _fail(message: str, logged: bool, prog: str = PROG) -> int:
+    """Print ``oarsched-kamelot: MESSAGE`` (one line; ``prog`` names another command) on stderr, log it once
+    logging is set up; return 1."""
     line = one_line(message)
     if logged:
-        log.error("%s", line)
-    print(f"{PROG}: {line}", file=sys.stderr)
+        logging.getLogger("oarsched").error("%s", line)
+    print(f"{prog}: {line}", file=sys.stderr)
     return 1
 
 

@@ -1,0 +1,467 @@
+"""The meta-scheduler's reads and writes on OAR3's database (next to :mod:`oarsched.oar.db`).
+
+Every method runs inside the caller's transaction (one per round): nothing is
+committed here.  Dates are the round's ``now``.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from oarsched.engine.meta import BesteffortJob, GanttJob, WalltimeGrant, WalltimeRequest
+from oarsched.oar.db import OarDatabase
+
+log = logging.getLogger("oarsched.kao")
+
+CURRENT_STATES = ("Running", "toLaunch", "Launching", "Finishing", "Suspended", "Resuming")
+"""Jobs that hold resources: re-inserted in the gantt at the start of every round."""
+
+MOVABLE_STATES = ("toLaunch", "toError", "toAckReservation", "Launching", "Running", "Finishing",
+                  "Waiting", "Hold", "Suspended", "Resuming")
+"""States ``set_job_state`` changes (never Terminated or Error)."""
+
+NOT_WAITING_STATES = ("Hold", "toLaunch", "toError", "toAckReservation", "Launching", "Running",
+                      "Suspended", "Resuming", "Finishing")
+
+EVENT_DESCRIPTION_MAX = 255
+
+
+@dataclass
+class JobInfo:
+    """The columns of ``jobs`` the round's later phases read."""
+
+    id: int
+    state: str
+    job_type: str
+    reservation: str
+    info_type: str | None
+    message: str
+    start_time: int
+    stop_time: int
+    assigned_moldable_job: int
+    suspended: str
+    user: str
+    name: str
+    queue: str
+    checkpoint: int
+
+
+class MetaDb:
+    """One round's view of the database: ``conn`` (inside the round's transaction) and its clock."""
+
+    def __init__(self, db: OarDatabase, conn: Connection, now: int, frag_user: str | None) -> None:
+        self.db = db
+        self.t = db.tables
+        self.conn = conn
+        self.now = now
+        self.frag_user = frag_user
+        self.state_changes: list[tuple[int, str]] = []
+
+    # -- gantt initialisation -------------------------------------------------------------------
+    def kept_reservation_moldables(self) -> list[int]:
+        """Moldables of accepted reservations still waiting, with gantt rows: they keep them."""
+        j, gp, gr, m = self.t["jobs"], self.t["gantt_jobs_predictions"], self.t["gantt_jobs_resources"], \
+            self.t["moldable_job_descriptions"]
+        stmt = (
+            select(gp.c.moldable_job_id).distinct()
+            .join(m, m.c.moldable_id == gp.c.moldable_job_id)
+            .join(j, j.c.job_id == m.c.moldable_job_id)
+            .where(j.c.reservation == "Scheduled", j.c.state.in_(["Waiting", "toAckReservation"]),
+                   gp.c.moldable_job_id.in_(select(gr.c.moldable_job_id)))
+        )
+        return sorted(int(r[0]) for r in self.conn.execute(stmt))
+
+    def flush_gantt(self, kept: list[int]) -> None:
+        for name in ("gantt_jobs_predictions", "gantt_jobs_resources"):
+            t = self.t[name]
+            stmt = delete(t)
+            if kept:
+                stmt = stmt.where(t.c.moldable_job_id.not_in(kept))
+            self.conn.execute(stmt)
+
+    def reinsert_current_jobs(self) -> None:
+        """Jobs holding resources get their gantt rows back and a message without ``W=`` (trap T20/M7)."""
+        from oarsched.oar.db import job_message
+
+        j, ar = self.t["jobs"], self.t["assigned_resources"]
+        stmt = (
+            select(j.c.job_id, j.c.assigned_moldable_job, j.c.start_time, j.c.job_type, j.c.queue_name,
+                   j.c.job_name, ar.c.resource_id)
+            .join(ar, ar.c.moldable_job_id == j.c.assigned_moldable_job)
+            .where(j.c.state.in_(CURRENT_STATES))
+            .order_by(j.c.job_id, ar.c.resource_id)
+        )
+        jobs: dict[int, list] = {}
+        for row in self.conn.execute(stmt):
+            entry = jobs.get(row.job_id)
+            if entry is None:
+                entry = jobs[row.job_id] = [row, []]
+            entry[1].append(int(row.resource_id))
+        if not jobs:
+            return
+        preds, res, msgs = [], [], {}
+        for jid, (row, rids) in jobs.items():
+            mld = int(row.assigned_moldable_job)
+            preds.append({"moldable_job_id": mld, "start_time": int(row.start_time or 0)})
+            res.extend({"moldable_job_id": mld, "resource_id": r} for r in sorted(set(rids)))
+            msgs[jid] = job_message(nb_resources=len(rids), queue=row.queue_name, job_type=row.job_type or "PASSIVE",
+                                    name=row.job_name)
+        self.conn.execute(insert(self.t["gantt_jobs_predictions"]), preds)
+        self.conn.execute(insert(self.t["gantt_jobs_resources"]), res)
+        self.db.update_jobs(self.conn, "message", msgs)
+
+    # -- queues -------------------------------------------------------------------------------
+    def queue_groups(self) -> list[list[tuple[str, str]]]:
+        """Queues by decreasing priority, grouped by equal priority: ``[(name, state), ...]`` per group."""
+        q = self.t["queues"]
+        groups: list[list[tuple[str, str]]] = []
+        last = None
+        for row in self.conn.execute(select(q.c.queue_name, q.c.priority, q.c.state).order_by(q.c.priority.desc())):
+            if not groups or row.priority != last:
+                groups.append([])
+                last = row.priority
+            groups[-1].append((row.queue_name, row.state))
+        return groups
+
+    # -- gantt reads ----------------------------------------------------------------------------
+    def gantt_jobs(self, *, states: tuple[str, ...] = ("Waiting",), queue: str | None = None,
+                   reservation: str | None = None, sec: int = 0, start_by: int | None = None) -> list[GanttJob]:
+        """Jobs in ``states`` with gantt rows (starting by ``start_by``), by job id; ``walltime`` = stored
+        walltime + ``sec``."""
+        j, gp, gr, m = self.t["jobs"], self.t["gantt_jobs_predictions"], self.t["gantt_jobs_resources"], \
+            self.t["moldable_job_descriptions"]
+        stmt = (
+            select(j.c.job_id, j.c.reservation, gp.c.moldable_job_id, gp.c.start_time, m.c.moldable_walltime,
+                   gr.c.resource_id)
+            .join(m, m.c.moldable_id == gp.c.moldable_job_id)
+            .join(j, j.c.job_id == m.c.moldable_job_id)
+            .join(gr, gr.c.moldable_job_id == gp.c.moldable_job_id)
+            .where(j.c.state.in_(states))
+            .order_by(j.c.job_id, gr.c.resource_id)
+        )
+        if queue is not None:
+            stmt = stmt.where(j.c.queue_name == queue)
+        if start_by is not None:
+            stmt = stmt.where(gp.c.start_time <= start_by)
+        if reservation is not None:
+            stmt = stmt.where(j.c.reservation == reservation, m.c.moldable_index == "CURRENT")
+        out: dict[int, GanttJob] = {}
+        for row in self.conn.execute(stmt):
+            g = out.get(row.job_id)
+            if g is None:
+                g = out[row.job_id] = GanttJob(
+                    id=int(row.job_id), moldable_id=int(row.moldable_job_id), start_time=int(row.start_time or 0),
+                    walltime=int(row.moldable_walltime or 0) + sec, reservation=row.reservation or "None")
+            g.resources.append(int(row.resource_id))
+        return list(out.values())
+
+    def resource_states(self) -> dict[int, str]:
+        r = self.t["resources"]
+        return {int(row.resource_id): row.state for row in self.conn.execute(select(r.c.resource_id, r.c.state))}
+
+    def job_infos(self, ids) -> dict[int, JobInfo]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        j = self.t["jobs"]
+        rows = self.conn.execute(select(j).where(j.c.job_id.in_(ids))).all()
+        return {int(r.job_id): _info(r) for r in rows}
+
+    def jobs_in_states(self, states: tuple[str, ...]) -> dict[str, list[JobInfo]]:
+        j = self.t["jobs"]
+        out: dict[str, list[JobInfo]] = defaultdict(list)
+        for r in self.conn.execute(select(j).where(j.c.state.in_(states)).order_by(j.c.job_id)):
+            out[r.state].append(_info(r))
+        return out
+
+    def types_of(self, ids) -> dict[int, dict[str, str]]:
+        return self.db._read_types(self.conn, list(ids))
+
+    def besteffort_jobs(self, scheduled) -> list[BesteffortJob]:
+        be = [s for s in scheduled if "besteffort" in s.types]
+        infos = self.job_infos(s.id for s in be)
+        return [BesteffortJob(id=s.id, resources=list(s.resources),
+                              checkpoint=infos[s.id].checkpoint if s.id in infos else 0) for s in be]
+
+    # -- writes ---------------------------------------------------------------------------------
+    def set_message(self, job_id: int, message: str) -> None:
+        j = self.t["jobs"]
+        self.conn.execute(update(j).where(j.c.job_id == job_id).values(message=message))
+
+    def update_job(self, job_id: int, **values) -> None:
+        j = self.t["jobs"]
+        self.conn.execute(update(j).where(j.c.job_id == job_id).values(**values))
+
+    def add_event(self, kind: str, job_id: int, description: str, to_check: str = "YES") -> None:
+        """An ``event_logs`` row (description cut at 255 characters, as OAR3's)."""
+        self.conn.execute(insert(self.t["event_logs"]).values(
+            type=kind, job_id=job_id, date=self.now, description=description[:EVENT_DESCRIPTION_MAX],
+            to_check=to_check))
+
+    def first_event_date(self, kind: str, job_id: int) -> int | None:
+        e = self.t["event_logs"]
+        value = self.conn.execute(select(func.min(e.c.date)).where(e.c.type == kind, e.c.job_id == job_id)).scalar()
+        return None if value is None else int(value)
+
+    def frag_job(self, job_id: int) -> bool:
+        """Ask Leon to kill the job (a ``frag_jobs`` row and its event); False when not allowed or already asked."""
+        j, f = self.t["jobs"], self.t["frag_jobs"]
+        owner = self.conn.execute(select(j.c.job_user).where(j.c.job_id == job_id)).scalar()
+        user = self.frag_user
+        if owner is None and not self.conn.execute(select(j.c.job_id).where(j.c.job_id == job_id)).first():
+            log.warning("job %s: cannot frag a job that does not exist", job_id)
+            return False
+        if user not in ("oar", "root", owner):
+            log.warning("job %s: user %r may not frag it", job_id, user)
+            return False
+        if self.conn.execute(select(f.c.frag_id_job).where(f.c.frag_id_job == job_id)).first():
+            return False
+        self.conn.execute(insert(f).values(frag_id_job=job_id, frag_date=self.now))
+        self.add_event("FRAG_JOB_REQUEST", job_id, f"User {user} requested to frag the job {job_id}")
+        return True
+
+    def set_job_state(self, job_id: int, state: str, *, log_row: bool = True) -> bool:
+        """OAR3's ``set_job_state``: state, closing the previous state log, a new log row.
+
+        Returns False (nothing written) when the job is already in ``state`` or
+        in Terminated/Error.  ``log_row=False`` leaves out the new log row
+        (OAR3 loses the last one of a round: trap M1).  The caller handles the
+        Error side effects (:meth:`error_side_effects`).
+        """
+        j, logs = self.t["jobs"], self.t["job_state_logs"]
+        allowed = [s for s in MOVABLE_STATES if s != state]
+        changed = self.conn.execute(
+            update(j).where(j.c.job_id == job_id, j.c.state.in_(allowed)).values(state=state)).rowcount
+        if not changed:
+            log.warning("job %s: already %s or finished; state not changed", job_id, state)
+            return False
+        self.conn.execute(update(logs).where(logs.c.job_id == job_id, logs.c.date_stop == 0).values(date_stop=self.now))
+        if log_row:
+            self.conn.execute(insert(logs).values(job_id=job_id, job_state=state, date_start=self.now, date_stop=0))
+        self.state_changes.append((job_id, state))
+        return True
+
+    def error_side_effects(self, job_id: int) -> None:
+        """A job gone to Error: ``stop_time`` at least ``start_time``, its resources' ``last_job_date``,
+        suspended flags released, and (PostgreSQL, as OAR3's ``log_job``) its rows marked LOG."""
+        j, ar, r = self.t["jobs"], self.t["assigned_resources"], self.t["resources"]
+        row = self.conn.execute(select(j.c.start_time, j.c.stop_time, j.c.assigned_moldable_job, j.c.suspended)
+                                .where(j.c.job_id == job_id)).first()
+        if row is None:
+            return
+        if (row.stop_time or 0) < (row.start_time or 0):
+            self.update_job(job_id, stop_time=row.start_time)
+        rids = select(ar.c.resource_id).where(ar.c.moldable_job_id == row.assigned_moldable_job)
+        if "last_job_date" in r.c:
+            self.conn.execute(update(r).where(r.c.resource_id.in_(rids)).values(last_job_date=self.now))
+        if row.suspended == "YES" and "suspended_jobs" in r.c:
+            self.release_suspended(job_id)
+
+    def release_suspended(self, job_id: int) -> None:
+        """``resources.suspended_jobs='NO'`` on the job's resources no other suspended job uses."""
+        j, ar, r = self.t["jobs"], self.t["assigned_resources"], self.t["resources"]
+        mine = select(ar.c.resource_id).join(j, j.c.assigned_moldable_job == ar.c.moldable_job_id).where(
+            j.c.job_id == job_id)
+        others = select(ar.c.resource_id).join(j, j.c.assigned_moldable_job == ar.c.moldable_job_id).where(
+            j.c.suspended == "YES", j.c.state.in_(["Suspended", "Resuming"]), j.c.job_id != job_id)
+        self.conn.execute(update(r).where(r.c.resource_id.in_(mine), r.c.resource_id.not_in(others))
+                          .values(suspended_jobs="NO"))
+
+    def jobs_on_resources_of(self, job_id: int) -> list[int]:
+        """Other jobs holding (or about to hold) a resource of the job (OAR3's list, ``Running`` included)."""
+        j, ar = self.t["jobs"], self.t["assigned_resources"]
+        j2, a2 = j.alias("j2"), ar.alias("a2")
+        mine = select(ar.c.resource_id).join(j, j.c.assigned_moldable_job == ar.c.moldable_job_id).where(
+            j.c.job_id == job_id, ar.c.assigned_resource_index == "CURRENT")
+        stmt = (select(j2.c.job_id).distinct().join(a2, a2.c.moldable_job_id == j2.c.assigned_moldable_job)
+                .where(a2.c.resource_id.in_(mine), a2.c.assigned_resource_index == "CURRENT", j2.c.job_id != job_id,
+                       j2.c.state.in_(["toLaunch", "toError", "toAckReservation", "Launching", "Running",
+                                       "Finishing"]))
+                .order_by(j2.c.job_id))
+        return [int(r[0]) for r in self.conn.execute(stmt)]
+
+    def launch(self, job: GanttJob) -> None:
+        """start_time, assigned moldable, assigned resources, then state toLaunch."""
+        self.update_job(job.id, start_time=self.now, assigned_moldable_job=job.moldable_id)
+        self.conn.execute(insert(self.t["assigned_resources"]),
+                          [{"moldable_job_id": job.moldable_id, "resource_id": rid} for rid in sorted(set(job.resources))])
+        self.set_job_state(job.id, "toLaunch")
+
+    def copy_gantt_to_visu(self) -> None:
+        for name in ("gantt_jobs_predictions", "gantt_jobs_resources"):
+            src, dst = self.t[name], self.t[name + "_visu"]
+            self.conn.execute(delete(dst))
+            cols = [c.name for c in dst.c]
+            self.conn.execute(insert(dst).from_select(cols, select(*[src.c[c] for c in cols])))
+
+    def keep_gantt_resources(self, moldable_id: int, rids: list[int]) -> None:
+        """Delete the moldable's gantt resource rows except those of ``rids``."""
+        gr = self.t["gantt_jobs_resources"]
+        self.conn.execute(delete(gr).where(gr.c.moldable_job_id == moldable_id, gr.c.resource_id.not_in(rids)))
+
+    def set_gantt_start(self, moldable_id: int, start: int) -> None:
+        gp = self.t["gantt_jobs_predictions"]
+        self.conn.execute(update(gp).where(gp.c.moldable_job_id == moldable_id).values(start_time=start))
+
+    def set_walltime(self, moldable_id: int, walltime: int) -> None:
+        m = self.t["moldable_job_descriptions"]
+        self.conn.execute(update(m).where(m.c.moldable_id == moldable_id).values(moldable_walltime=walltime))
+
+    def interactive_waiting(self) -> list[tuple[JobInfo, int]]:
+        """Interactive jobs waiting with a gantt prediction: (job, predicted start)."""
+        j, gp, m = self.t["jobs"], self.t["gantt_jobs_predictions"], self.t["moldable_job_descriptions"]
+        stmt = (
+            select(j, gp.c.start_time.label("predicted"))
+            .join(m, m.c.moldable_job_id == j.c.job_id)
+            .join(gp, gp.c.moldable_job_id == m.c.moldable_id)
+            .where(j.c.state == "Waiting", j.c.job_type == "INTERACTIVE", j.c.reservation == "None")
+            .order_by(j.c.job_id)
+        )
+        return [(_info(r), int(r.predicted or 0)) for r in self.conn.execute(stmt)]
+
+
+    # -- walltime change requests -----------------------------------------------------------------
+    def walltime_requests(self) -> list[tuple[WalltimeRequest, list[int], dict[str, str], str, str]]:
+        """Running jobs with a pending walltime change: (request, resource ids, types, user, name)."""
+        j, m, ar, wc = (self.t[n] for n in ("jobs", "moldable_job_descriptions", "assigned_resources",
+                                             "walltime_change"))
+        stmt = (
+            select(j.c.job_id, j.c.queue_name, j.c.start_time, j.c.job_user, j.c.job_name, j.c.suspended,
+                   m.c.moldable_walltime, wc.c.pending, wc.c.force, wc.c.delay_next_jobs, wc.c.granted,
+                   wc.c.granted_with_force, wc.c.granted_with_delay_next_jobs, ar.c.resource_id)
+            .join(wc, wc.c.job_id == j.c.job_id)
+            .join(m, m.c.moldable_id == j.c.assigned_moldable_job)
+            .join(ar, ar.c.moldable_job_id == j.c.assigned_moldable_job)
+            .where(j.c.state == "Running", wc.c.pending != 0)
+            .order_by(j.c.job_id, ar.c.resource_id)
+        )
+        out: dict[int, list] = {}
+        for r in self.conn.execute(stmt):
+            if r.job_id not in out:
+                suspended = self.db._suspended_duration(self.conn, r.job_id, self.now) if r.suspended == "YES" else 0
+                req = WalltimeRequest(
+                    job_id=int(r.job_id), queue=r.queue_name or "", start_time=int(r.start_time or 0),
+                    walltime=int(r.moldable_walltime or 0), pending=int(r.pending or 0), force=r.force == "YES",
+                    delay_next_jobs=r.delay_next_jobs == "YES", granted=int(r.granted or 0),
+                    granted_with_force=int(r.granted_with_force or 0),
+                    granted_with_delay_next_jobs=int(r.granted_with_delay_next_jobs or 0), suspended=suspended)
+                out[r.job_id] = [req, [], {}, r.job_user or "", r.job_name or ""]
+            out[r.job_id][1].append(int(r.resource_id))
+        types = self.types_of(out)
+        return [(req, rids, types.get(jid, {}), user, name) for jid, (req, rids, _, user, name) in out.items()]
+
+    def possible_end(self, start: int, end: int, rids: list[int], sec: int, delay_next_jobs: bool,
+                     types: dict[str, str], user: str, name: str) -> int:
+        """The last second a job on ``rids`` may run to within ``[start, end]``: before the next job predicted
+        there (besteffort jobs and jobs it may share with do not count; with ``delay_next_jobs`` only
+        reservations do)."""
+        j, m, gp, gr, t = (self.t[n] for n in ("jobs", "moldable_job_descriptions", "gantt_jobs_predictions",
+                                                "gantt_jobs_resources", "job_types"))
+        excluded = [t.c.type == "besteffort"]
+        ts = types.get("timesharing")
+        if ts == "*,*":
+            excluded.append(t.c.type == "timesharing=*,*")
+        elif ts in ("user,*", "*,user"):
+            excluded.append(t.c.type.in_(["timesharing=user,*", "timesharing=*,user"]) & (j.c.job_user == user))
+        elif ts in ("name,*", "*,name"):
+            excluded.append(t.c.type.in_(["timesharing=*,name", "timesharing=name,*"]) & (j.c.job_name == name))
+        elif ts in ("user,name", "name,user"):
+            excluded.append(t.c.type.in_(["timesharing=user,name", "timesharing=name,user"])
+                            & (j.c.job_name == name) & (j.c.job_user == user))
+        if "allow" in types:
+            excluded.append(t.c.type == f"placeholder={types['allow']}")
+        stmt = (
+            select(gp.c.start_time).distinct()
+            .join(m, m.c.moldable_id == gp.c.moldable_job_id)
+            .join(j, j.c.job_id == m.c.moldable_job_id)
+            .join(gr, gr.c.moldable_job_id == gp.c.moldable_job_id)
+            .where(gp.c.start_time > start, gp.c.start_time <= end + sec, gr.c.resource_id.in_(rids),
+                   ~select(t.c.job_id).where(t.c.job_id == j.c.job_id, or_(*excluded)).exists())
+        )
+        if delay_next_jobs:
+            stmt = stmt.where(j.c.reservation != "None")
+        first = end
+        for (next_start,) in self.conn.execute(stmt):
+            first = min(first, int(next_start) - sec - 1)
+        return first
+
+    def container_end(self, container_id: int) -> int | None:
+        j, m = self.t["jobs"], self.t["moldable_job_descriptions"]
+        row = self.conn.execute(select(j.c.start_time, m.c.moldable_walltime)
+                                .join(m, m.c.moldable_id == j.c.assigned_moldable_job)
+                                .where(j.c.job_id == container_id, j.c.state == "Running")).first()
+        return None if row is None else int(row.start_time or 0) + int(row.moldable_walltime or 0)
+
+    def apply_walltime_grant(self, job_id: int, grant: WalltimeGrant) -> None:
+        """The request's counters, every moldable's walltime, and a WALLTIME event (``to_check`` NO)."""
+        wc, m = self.t["walltime_change"], self.t["moldable_job_descriptions"]
+        done = grant.pending == 0
+        values = {"pending": grant.pending, "granted": grant.granted, "granted_with_force": grant.granted_with_force,
+                  "granted_with_delay_next_jobs": grant.granted_with_delay_next_jobs}
+        if done:
+            values.update(force="NO", delay_next_jobs="NO")
+        self.conn.execute(update(wc).where(wc.c.job_id == job_id).values(**values))
+        self.conn.execute(update(m).where(m.c.moldable_job_id == job_id).values(moldable_walltime=grant.walltime))
+        self.add_event("WALLTIME", job_id, grant.message, to_check="NO")
+
+    # -- energy saving --------------------------------------------------------------------------
+    def idle_nodes(self) -> dict[str, int | None]:
+        """Nodes with Alive default resources that may sleep (``0 < available_upto < 2**31-1``) and no job
+        started by now in the gantt: node -> last job end date."""
+        r, gp, gr = self.t["resources"], self.t["gantt_jobs_predictions"], self.t["gantt_jobs_resources"]
+        busy = select(r.c.network_address).join(gr, gr.c.resource_id == r.c.resource_id).join(
+            gp, gp.c.moldable_job_id == gr.c.moldable_job_id).where(gp.c.start_time <= self.now)
+        stmt = (
+            select(r.c.network_address, func.max(r.c.last_job_date))
+            .where(r.c.state == "Alive", r.c.network_address != "", r.c.type == "default",
+                   r.c.available_upto < 2**31 - 1, r.c.available_upto > 0, r.c.network_address.not_in(busy))
+            .group_by(r.c.network_address)
+        )
+        return {row[0]: row[1] for row in self.conn.execute(stmt)}
+
+    def next_start_on_nodes(self, nodes: list[str]) -> dict[str, int | None]:
+        r, gp, gr = self.t["resources"], self.t["gantt_jobs_predictions"], self.t["gantt_jobs_resources"]
+        stmt = (select(r.c.network_address, func.min(gp.c.start_time))
+                .join(gr, gr.c.resource_id == r.c.resource_id).join(gp, gp.c.moldable_job_id == gr.c.moldable_job_id)
+                .where(r.c.network_address.in_(nodes)).group_by(r.c.network_address))
+        return {row[0]: row[1] for row in self.conn.execute(stmt)}
+
+    def last_wakeups(self, nodes: list[str]) -> dict[str, int | None]:
+        e, h = self.t["event_logs"], self.t.get("event_log_hostnames")
+        if h is None:
+            return {}
+        stmt = (select(h.c.hostname, func.max(e.c.date)).join(e, e.c.event_id == h.c.event_id)
+                .where(e.c.type == "WAKEUP_NODE", h.c.hostname.in_(nodes)).group_by(h.c.hostname))
+        return {row[0]: row[1] for row in self.conn.execute(stmt)}
+
+    def nodes_to_wake_up(self, wakeup_time: int) -> list[str]:
+        """Absent nodes that waiting jobs are predicted on within ``wakeup_time`` (and that stay long enough)."""
+        r, gp, gr, m, j = (self.t[n] for n in ("resources", "gantt_jobs_predictions", "gantt_jobs_resources",
+                                                 "moldable_job_descriptions", "jobs"))
+        stmt = (
+            select(r.c.network_address).distinct()
+            .join(gr, gr.c.resource_id == r.c.resource_id)
+            .join(gp, gp.c.moldable_job_id == gr.c.moldable_job_id)
+            .join(m, m.c.moldable_id == gp.c.moldable_job_id)
+            .join(j, j.c.job_id == m.c.moldable_job_id)
+            .where(gp.c.start_time <= self.now + wakeup_time, j.c.state == "Waiting", r.c.state == "Absent",
+                   r.c.network_address != "", r.c.type == "default",
+                   gp.c.start_time + m.c.moldable_walltime <= r.c.available_upto)
+            .order_by(r.c.network_address)
+        )
+        return [row[0] for row in self.conn.execute(stmt)]
+
+
+def _info(r) -> JobInfo:
+    return JobInfo(
+        id=int(r.job_id), state=r.state, job_type=r.job_type or "PASSIVE", reservation=r.reservation or "None",
+        info_type=r.info_type, message=r.message or "", start_time=int(r.start_time or 0),
+        stop_time=int(r.stop_time or 0), assigned_moldable_job=int(r.assigned_moldable_job or 0),
+        suspended=r.suspended or "NO", user=r.job_user or "", name=r.job_name or "", queue=r.queue_name or "",
+        checkpoint=int(r.checkpoint or 0),
+    )
+
