@@ -25,7 +25,7 @@ LAYER_ALLOWS = {
     "errors": set(),
     "jsonfile": {"errors"},
     "_core": {"_core"},
-    "model": {"model", "errors"},
+    "model": {"model", "_core", "errors"},
     "quotas": {"quotas", "model", "errors"},
     "policies": {"policies", "model", "errors"},
     "plugins": {"plugins", "model", "_core", "errors"},

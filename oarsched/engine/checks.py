@@ -41,7 +41,7 @@ def _shares(a, b) -> bool:
 def overlaps(platform: Platform, jobs: Sequence[Job], result: ScheduleResult,
              scheduled: Iterable[ScheduledJob] = (), security_time: int = 0) -> list[str]:
     """Pairs of jobs using one resource at the same time without being allowed to share it."""
-    spans = []  # (job-like, start, end, resource ids)
+    spans: list[tuple[Any, int, int, set[int]]] = []  # (job-like, start, end, resource ids)
     by_id = {j.id: j for j in jobs}
     for a in result.assignments.values():
         spans.append((by_id[a.job_id], a.start_time, a.start_time + a.walltime - 1, set(a.resources)))
@@ -165,8 +165,8 @@ def quota_violations(platform: Platform, jobs: Sequence[Job], result: ScheduleRe
     """
     config = _quotas_config(rules, platform)
     before = _spans_before_round(platform, list(scheduled), security_time, besteffort_round)
-    groups: dict[tuple[str, RuleKey, tuple], list[_QuotaSpan]] = {}
-    limits_of: dict[tuple[str, RuleKey, tuple], tuple[int, int, int]] = {}
+    groups: dict[tuple[str, RuleKey | None, tuple], list[_QuotaSpan]] = {}
+    limits_of: dict[tuple[str, RuleKey | None, tuple], tuple[int, int, int]] = {}
     for span in _spans_of_round(platform, jobs, result):
         limits, rule_key, counter_key = config.default_rules.find(span.view)
         if limits is None or (limits[0] < 0 and limits[1] < 0):

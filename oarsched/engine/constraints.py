@@ -20,7 +20,7 @@ from oarsched.model.platform import Platform
 
 DEFAULT_TYPE_PROPERTY = "type = 'default'"
 
-Selector = Callable[[properties.Expr], Iterable[int]]
+Selector = Callable[[properties.Expr | None], Iterable[int]]
 """Resource ids an expression selects (in memory, or by the database)."""
 
 
@@ -33,7 +33,7 @@ class GroupConstraints:
         self._select = select or self._select_in_memory
         self._cache: dict[tuple[str, str], np.ndarray] = {}
 
-    def _select_in_memory(self, expr: properties.Expr) -> list[int]:
+    def _select_in_memory(self, expr: properties.Expr | None) -> list[int]:
         positions = properties.select_resources(expr, self.platform.resources)
         return [self.platform.resources[i].id for i in positions]
 

@@ -114,6 +114,7 @@ class QuotaState:
 
     def split_along_calendar(self, ss: SlotSet, sid: int) -> int:
         """Cut slot ``sid`` at the calendar's period changes (up to the horizon); returns the first piece."""
+        assert self.calendar is not None  # only called with temporal quotas
         b, e, _, _ = ss.slot(sid)
         cur = sid
         for _pb, pe, rules_id in self.calendar.segments(b, e):
@@ -153,6 +154,7 @@ class QuotaState:
 
     def _find_with_calendar(self, ss: SlotSet, start_sid: int, walltime: int, request: Request, ext, admitted):
         cal = self.calendar
+        assert cal is not None  # only called with temporal quotas
         left = start_sid or ss.first_id
         while left:
             begin = ss.slot(left)[0]

@@ -47,7 +47,8 @@ class Moldable:
     """One alternative shape of a job."""
 
     id: int
-    walltime: int
+    walltime: int | None
+    """Seconds as submitted; None only when read so from a database (the job is then screened out)."""
     groups: list[ResourceGroup]
 
 
@@ -360,7 +361,9 @@ def parse_request(text: str, job_id: int | None = None, nodes_label: str = "netw
 
 def _split_top(text: str, sep: str) -> list[str]:
     """Split on ``sep`` outside ``{...}`` property blocks."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "{":
             depth += 1

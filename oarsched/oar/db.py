@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import Engine, asc, create_engine, desc, exists, insert, select, text, update
@@ -225,7 +225,7 @@ class OarDatabase:
                 )
                 if row.suspended == "YES":
                     suspended_ids.append(jid)
-            sj.resources.append(int(row.resource_id))
+            sj.resources.append(int(row.resource_id))  # type: ignore[attr-defined]  # built as a list above
         if not jobs:
             return []
         types = self._read_types(conn, list(jobs))
@@ -309,7 +309,7 @@ class OarDatabase:
             .values(start_time=gantt_start)
         )
 
-    def update_jobs(self, conn: Connection, column: str, values: dict[int, object]) -> None:
+    def update_jobs(self, conn: Connection, column: str, values: Mapping[int, object]) -> None:
         """``UPDATE jobs SET column = values[job_id]`` for every job id of ``values``, in one statement.
 
         PostgreSQL: the ids and values travel as two arrays joined by ``unnest``.

@@ -223,16 +223,17 @@ def demo_oar_conf(db_path: Any, **overrides: Any) -> str:
 
 def _ranges(ids: list[int]) -> str:
     """``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
-    out, start, prev = [], None, None
+    out: list[str] = []
+    start = prev = -2
     for i in sorted(ids):
-        if start is None:
+        if start == -2:
             start = prev = i
         elif i == prev + 1:
             prev = i
         else:
             out.append(f"{start}-{prev}" if prev != start else f"{start}")
             start = prev = i
-    if start is not None:
+    if start != -2:
         out.append(f"{start}-{prev}" if prev != start else f"{start}")
     return ",".join(out)
 

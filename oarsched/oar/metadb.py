@@ -103,7 +103,9 @@ class MetaDb:
             entry[1].append(int(row.resource_id))
         if not jobs:
             return
-        preds, res, msgs = [], [], {}
+        preds: list[dict[str, int]] = []
+        res: list[dict[str, int]] = []
+        msgs: dict[int, str] = {}
         for jid, (row, rids) in jobs.items():
             mld = int(row.assigned_moldable_job)
             preds.append({"moldable_job_id": mld, "start_time": int(row.start_time or 0)})
@@ -400,7 +402,7 @@ class MetaDb:
         """The request's counters, every moldable's walltime, and a WALLTIME event (``to_check`` NO)."""
         wc, m = self.t["walltime_change"], self.t["moldable_job_descriptions"]
         done = grant.pending == 0
-        values = {"pending": grant.pending, "granted": grant.granted, "granted_with_force": grant.granted_with_force,
+        values: dict[str, object] = {"pending": grant.pending, "granted": grant.granted, "granted_with_force": grant.granted_with_force,
                   "granted_with_delay_next_jobs": grant.granted_with_delay_next_jobs}
         if done:
             values.update(force="NO", delay_next_jobs="NO")
