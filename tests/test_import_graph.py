@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import oarsched
+from oarsched.model.job import strongly_connected
 
 ROOT = Path(oarsched.__file__).parent
 PACKAGE = "oarsched"
@@ -124,37 +125,8 @@ def _internal(targets: set[str]) -> set[str]:
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components of more than one module (or a module importing itself)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def connect(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in sorted(_internal(graph.get(v, set())) & graph.keys()):
-            if w not in index:
-                connect(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1 or v in graph.get(v, set()):
-                found.append(sorted(component))
-
-    for v in sorted(graph):
-        if v not in index:
-            connect(v)
-    return found
+    edges = {v: sorted(_internal(targets) & graph.keys()) for v, targets in graph.items()}
+    return sorted(sorted(c) for c in strongly_connected(edges) if len(c) > 1 or c[0] in edges[c[0]])
 
 
 def test_the_graph_sees_the_package():
