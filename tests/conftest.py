@@ -18,14 +18,18 @@ def shared_dir() -> Path | None:
     return path if (path / "conformance" / "check.py").exists() else None
 
 
+def missing(msg: str) -> None:
+    """Something a test needs is not on this machine: in CI a failure (CI installs it), elsewhere a skip."""
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 def require_shared() -> Path:
     """The shared folder; in CI its absence is a failure, elsewhere the test is skipped."""
     path = shared_dir()
     if path is None:
-        msg = "the shared corpus (../shared or $OARSCHED_SHARED) is not here"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing("the shared corpus (../shared or $OARSCHED_SHARED) is not here")
     return path
 
 

@@ -208,8 +208,87 @@ def test_unknown_kind_and_format(tmp_path):
     with pytest.raises(GanttError, match="unknown kind 'done'"):
         GanttJob(1, 0, 1, [1], kind="done")
     chart = GanttChart(Platform.from_hierarchy({"resource_id": 2}, leaf="resource_id"), [GanttJob(1, 0, 5, [1, 7])])
-    with pytest.raises(GanttError, match="name it .svg or .png"):
+    with pytest.raises(GanttError, match="name it .svg, .png or .html"):
         draw_gantt(chart, tmp_path / "c.jpg")
     outside = GanttChart(chart.platform, [GanttJob(2, 0, 5, [42])])
     draw_gantt(outside, tmp_path / "c.svg")
     assert outside.skipped == [2]
+
+
+# ------------------------------------------------------------- partly used nodes, colours, dates, idle
+
+def _rects(path) -> dict[str, tuple[float, float, float, float]]:
+    """SVG box id -> (x, y, width, height) of its path's bounding box."""
+    out = {}
+    for g in ET.parse(path).iter(f"{SVG}g"):
+        gid = g.get("id", "")
+        if not gid.startswith("job-"):
+            continue
+        d = next(g.iter(f"{SVG}path")).get("d")
+        nums = [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?", d)]
+        xs, ys = nums[0::2], nums[1::2]
+        out[gid] = (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+    return out
+
+
+def test_partly_used_nodes_stack_jobs_in_the_node_band(tmp_path):
+    """Past max_rows, a node row is split in one band per core: eight one-core jobs are eight thin boxes."""
+    platform = Platform.from_hierarchy({"network_address": 4, "core": 8})
+    jobs = [GanttJob(i, 0, 100 + i, [i]) for i in range(1, 9)]  # the 8 cores of node 1
+    jobs.append(GanttJob(9, 0, 100, list(range(9, 13))))  # half of node 2
+    chart = GanttChart(platform, jobs)
+    path = draw_gantt(chart, tmp_path / "nodes.svg", max_rows=10)
+    assert "one row per node" in " ".join(texts(path))
+    rects = _rects(path)
+    assert boxes_by_job(path) == {i: 1 for i in range(1, 10)}
+    heights = [rects[f"job-{i}-0"][3] for i in range(1, 9)]
+    assert max(heights) == pytest.approx(min(heights), rel=0.02)
+    tops = sorted(rects[f"job-{i}-0"][1] for i in range(1, 9))
+    assert all(b - a == pytest.approx(heights[0], rel=0.02) for a, b in zip(tops, tops[1:]))  # stacked, no overlap
+    assert rects["job-9-0"][3] == pytest.approx(4 * heights[0], rel=0.02)  # half the node's band
+
+
+def test_colour_by_user_with_its_legend(tmp_path):
+    platform = Platform.from_hierarchy({"network_address": 2, "core": 2})
+    jobs = [GanttJob(1, 0, 10, [1], user="ann"), GanttJob(2, 0, 10, [2], user="bob"),
+            GanttJob(3, 10, 20, [1], user="ann")]
+    path = draw_gantt(GanttChart(platform, jobs), tmp_path / "users.svg", colour_by="user")
+    words = texts(path)
+    assert "colour: user" in words and "ann" in words and "bob" in words
+
+    def fill(gid):
+        g = next(g for g in ET.parse(path).iter(f"{SVG}g") if g.get("id") == gid)
+        return re.search(r"fill: *(#[0-9a-f]{6})", next(g.iter(f"{SVG}path")).get("style")).group(1)
+
+    assert fill("job-1-0") == fill("job-3-0") != fill("job-2-0")
+    with pytest.raises(GanttError, match="colour by 'colour'"):
+        draw_gantt(GanttChart(platform, jobs), tmp_path / "x.svg", colour_by="colour")
+
+
+def test_date_axis_in_the_trace_time_zone(tmp_path):
+    from oarsched.sim import Workload
+    from oarsched.viz.gantt import trace_clock
+
+    assert trace_clock({"UnixStartTime": "1297186490", "TimeZoneString": "Europe/Paris"}) == \
+        (1297186490, "Europe/Paris")
+    assert trace_clock({"UnixStartTime": "1297186490", "TimeZoneString": "CEST"}) == (1297186490, "UTC")
+    platform = Platform.from_hierarchy({"resource_id": 2}, leaf="resource_id")
+    workload = Workload(jobs=[WorkloadJob(id=1, submit=0, runtime=7200, walltime=7200)],
+                        header={"UnixStartTime": "1700000000", "TimeZoneString": "Europe/Paris"})
+    chart = gantt_from_simulation(simulate(workload, platform))
+    assert (chart.epoch, chart.tz) == (1700000000, "Europe/Paris")
+    words = texts(draw_gantt(chart, tmp_path / "dates.svg"))
+    # 1700000000 is 2023-11-14 22:13:20 UTC, 23:13:20 in Paris: ticks on the hour, in Paris time
+    assert "time (Europe/Paris)" in words and "11-14 23:30" in words and "11-15 00:30" in words
+
+
+def test_idle_stretches_compressed_on_request(tmp_path):
+    platform = Platform.from_hierarchy({"resource_id": 2}, leaf="resource_id")
+    jobs = [GanttJob(1, 0, 600, [1]), GanttJob(2, 86400 * 3, 86400 * 3 + 600, [2])]
+    plain = _rects(draw_gantt(GanttChart(platform, jobs), tmp_path / "plain.svg"))
+    path = draw_gantt(GanttChart(platform, jobs), tmp_path / "cut.svg", compress_idle=600)
+    cut = _rects(path)
+    assert "idle-cut" in svg_ids(path) and any("idle" in w for w in texts(path))
+    # the 3-day gap no longer dwarfs the jobs: each job is far wider than before
+    assert cut["job-1-0"][2] > 20 * plain["job-1-0"][2] and cut["job-2-0"][2] > 20 * plain["job-2-0"][2]
+    assert cut["job-1-0"][0] < cut["job-2-0"][0]

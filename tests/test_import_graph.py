@@ -32,7 +32,7 @@ LAYER_ALLOWS = {
     "plugins": {"plugins", "model", "_core", "errors"},
     "engine": {"engine", "model", "quotas", "_core", "policies", "plugins", "errors"},
     "oar": {"oar", "engine", "model", "quotas", "_core", "policies", "plugins", "errors", "jsonfile"},
-    "sim": {"sim", "oar", "engine", "model", "quotas", "_core", "policies", "plugins", "errors", "jsonfile"},
+    "sim": {"sim", "viz", "oar", "engine", "model", "quotas", "_core", "policies", "plugins", "errors", "jsonfile"},
     "viz": {"viz", "sim", "oar", "engine", "model", "errors", "jsonfile"},
     "cli": {"cli", "sim", "viz", "oar", "engine", "model", "quotas", "errors"},
     "": {"", "_core", "engine", "model", "quotas", "errors"},  # oarsched/__init__.py: the library facade

@@ -369,21 +369,6 @@ def Job_(job_id, user, queue):
     return Job(id=job_id, walltime=1, user=user, queue=queue)
 
 
-def test_readme_examples_run(tmp_path, monkeypatch, capsys):
-    """The README's "Simulation" and "Gantt charts" Python examples, as written."""
-    import re
-    from pathlib import Path
-
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    sections = text[text.index("## Simulation"):text.index("## Guarantees")]
-    code = "\n".join(re.findall(r"```python\n(.*?)```", sections, re.DOTALL))
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})  # noqa: S102  (the documented example, as written)
-    out = capsys.readouterr().out
-    assert "2 preempted 0 120 0" in out and "4 killed 120 720 0" in out
-    assert (tmp_path / "records.csv").exists() and (tmp_path / "run.svg").stat().st_size > 1000
-
-
 def test_find_plugin_is_used(two_nodes):
     from oarsched.plugins import PluginRegistry, find_function
 

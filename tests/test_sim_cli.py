@@ -102,9 +102,23 @@ def test_gantt_from_records_and_errors(workload, tmp_path, capsys):
     assert main(["gantt", "--sim", str(records), "--db", "x", "-o", str(chart)]) == 1
     assert "give one schedule" in capsys.readouterr().err
     assert main(["gantt", "--sim", str(records), "-o", str(tmp_path / "c.pdf")]) == 1
-    assert "name it .svg or .png" in capsys.readouterr().err
+    assert "name it .svg, .png or .html" in capsys.readouterr().err
 
 
 def test_progress_bar_on_request(workload, capsys):
     assert main(["simulate", str(workload), "--platform", "resource_id=4", "--progress"]) == 0
     assert "simulating" in capsys.readouterr().err
+
+
+def test_gantt_html_page_and_serve_usage(workload, tmp_path, capsys):
+    records = tmp_path / "r.csv"
+    assert main(["simulate", str(workload), "--platform", "resource_id=4", "--out", str(records),
+                 "--gantt", str(tmp_path / "run.html"), "--from", "0", "--to", "100"]) == 0
+    page = (tmp_path / "run.html").read_text()
+    assert '"jobs":[' in page and "<script" in page and "src=" not in page  # self-contained
+    assert main(["gantt", "--sim", str(records), "-o", str(tmp_path / "c.html")]) == 0
+    assert "3 jobs drawn" in capsys.readouterr().out
+    assert main(["gantt", "--sim", str(records), "--serve"]) == 1
+    assert "--serve draws a live OAR3 database" in capsys.readouterr().err
+    assert main(["gantt", "--sim", str(records)]) == 1
+    assert "give the chart file with -o CHART" in capsys.readouterr().err

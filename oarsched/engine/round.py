@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -72,13 +72,33 @@ class Round:
         if self.quotas is not None:
             self.quotas.now = now
         self.result = ScheduleResult()
+        self.round_ids = set(round_ids)
+        search.new_round(self.round_ids)
         self.slot_sets: dict[str, SlotSet] = {
             "default": new_slot_set(search.nbits, now, search.schedulable.copy(), quotas=self.quotas)}
         self._block_available_upto(self.slot_sets["default"])
         self._insert_scheduled(list(scheduled))
         self.placed: dict[int, tuple[int, int]] = {}
         """Job id -> (start, W) of the jobs placed this round, for their dependents."""
-        self.round_ids = set(round_ids)
+        self.floor = -1
+        """No job starts before it (-1: the slot sets' beginning); see :meth:`place_more`."""
+
+    def place_more(self, jobs: Sequence[Job], now: int) -> ScheduleResult:
+        """Place ``jobs`` from ``now`` on, after everything this round holds; their decisions alone.
+
+        The decisions of a round at ``now`` given the jobs placed here as
+        already scheduled, provided no job was removed since and none held up
+        to ``now`` or before ended (the caller's promise: the simulator calls
+        it only then; the slots before ``now`` are simply not searched).
+        Rounds with quotas are not continued (their counters depend on ``now``).
+        """
+        if self.quotas is not None:
+            raise ValueError("a round with quotas cannot be continued at a later time")
+        self.result, self.placed, self.round_ids = ScheduleResult(), {}, {j.id for j in jobs}
+        self.floor = now
+        for job in jobs:
+            self.place(job)
+        return self.result
 
     # -- what is already there ---------------------------------------------------------------
     def _block_available_upto(self, ss: SlotSet) -> None:
@@ -98,11 +118,13 @@ class Round:
         search, now, slot_sets = self.search, self.now, self.slot_sets
         sec = search.options.job_security_time
         per_set: dict[str, list[Occupation]] = {"default": []}
+        held: dict[int, Any] = {}
         for job in sorted(scheduled, key=lambda j: (j.start_time, j.id)):
             is_be = "besteffort" in job.types
             if is_be and not (search.options.besteffort_round or keep_besteffort):
                 continue
-            res = bitset.from_indices(search.platform.roids(job.resources), search.nbits)
+            entry = search.held_entry(job, held)
+            res = entry.res
             if job.state == "Suspended":
                 res = res & ~search.suspendable
             w = int(job.walltime) + sec + int(job.suspended_time)
@@ -114,7 +136,13 @@ class Round:
                                                            quotas=self.quotas)
                 give(inner, Occupation(start_time=max(job.start_time, now), walltime=w - sec, resources=res))
             set_name = job.types.get("inner", "default") if "inner" in job.types else "default"
-            per_set.setdefault(set_name, []).append(search.occupation(job, job.start_time, w, res))
+            key = (job.start_time, w, job.state, self.quotas is not None)
+            if entry.occupation is None or entry.key != key:
+                entry.key = key
+                entry.occupation = search.occupation(job, job.start_time, w, res,
+                                                     entry.nb_default if res is entry.res else None)
+            per_set.setdefault(set_name, []).append(entry.occupation)
+        search.held = held
         for name, ss in slot_sets.items():
             if name in per_set:
                 insert_jobs(ss, per_set[name], self.quotas)
@@ -159,6 +187,7 @@ class Round:
         if isinstance(min_start, str):
             result.unscheduled[job.id] = min_start
             return
+        min_start = max(min_start, self.floor)
         set_name = job.types["inner"] if "inner" in job.types else "default"
         ss = self.slot_sets.get(set_name)
         if ss is None:
@@ -238,6 +267,8 @@ class RoundOutcome:
     """Jobs not reached because ``should_stop`` said so; not in ``result``."""
     never_fit: list[int] = field(default_factory=list)
     """Jobs that found no place and would find none on an empty platform."""
+    state: Round | None = field(default=None, repr=False)
+    """The round itself (its slot sets hold every decision): :meth:`Round.place_more` continues it."""
 
     def considered_starts(self) -> dict[int, int]:
         """Job id -> start for every job the round considered, -1 for those it could not place
@@ -288,7 +319,7 @@ def run_round(platform: Platform, jobs: Sequence[Job], scheduled: Iterable[Sched
             not_considered = [j.id for j in ordered[i:]]
             break
         rnd.place(job)
-    outcome = RoundOutcome(rnd.result, ordered, skipped, karma, not_considered)
+    outcome = RoundOutcome(rnd.result, ordered, skipped, karma, not_considered, state=rnd)
     outcome.never_fit = explain_never_fitting(search, outcome, options.now, options.max_explained)
     return outcome
 

@@ -50,6 +50,17 @@ class SchedulerOptions:
 ConstraintResolver = Callable[[Job, ResourceGroup], np.ndarray]
 
 
+@dataclass(eq=False)
+class Held:
+    """What a search keeps of a ScheduledJob object between rounds (see ``Search.held``)."""
+
+    job: object
+    res: np.ndarray
+    nb_default: int
+    key: tuple | None = None
+    occupation: Occupation | None = None
+
+
 class CompiledMoldable(NamedTuple):
     """A moldable ready for the window search."""
 
@@ -96,6 +107,13 @@ class Search:
         self.suspendable = bitset.from_mask(platform.suspendable)
         self.constraints = constraints or GroupConstraints(platform)
         self.plugins = plugins
+        # Work kept between rounds for callers that schedule the same objects again (the simulator):
+        # compiled requests per Job, resource sets and occupations per ScheduledJob; keyed by identity,
+        # each entry holding its object (so the id cannot be reused), pruned to the latest round's objects.
+        self.keep_between_rounds = True
+        """False forgets that work at every round (to measure what it saves)."""
+        self._compiled: dict[int, tuple[Job, list[CompiledMoldable]]] = {}
+        self.held: dict[int, Held] = {}
 
     @property
     def quotas(self) -> QuotaState | None:
@@ -121,8 +139,32 @@ class Search:
             leaving.append((t, res, bitset.count(res & self.default_set)))
         return leaving
 
+    def new_round(self, round_ids: set[int]) -> None:
+        """What a round starting now keeps of the previous ones (the compiled requests of its jobs)."""
+        if not self.keep_between_rounds:
+            self._compiled, self.held = {}, {}
+        elif len(self._compiled) > 2 * len(round_ids) + 1000:
+            self._compiled = {k: v for k, v in self._compiled.items() if v[0].id in round_ids}
+
+    def held_entry(self, job, held: dict[int, Held]) -> Held:
+        """A scheduled job's resource set (and, filled by the round, its occupation), once per object."""
+        entry = self.held.get(id(job))
+        if entry is None or entry.job is not job:
+            res = bitset.from_indices(self.platform.roids(job.resources), self.nbits)
+            entry = Held(job, res, bitset.count(res & self.default_set))
+        held[id(job)] = entry
+        return entry
+
     def compile(self, job: Job) -> list[CompiledMoldable]:
-        """The job's moldables, compiled; W includes the security time."""
+        """The job's moldables, compiled once per Job object; W includes the security time."""
+        cached = self._compiled.get(id(job))
+        if cached is not None and cached[0] is job:
+            return cached[1]
+        compiled = self._compile(job)
+        self._compiled[id(job)] = (job, compiled)
+        return compiled
+
+    def _compile(self, job: Job) -> list[CompiledMoldable]:
         sec = self.options.job_security_time
         out = []
         if not job.moldables:
@@ -146,14 +188,15 @@ class Search:
             out.append(CompiledMoldable(mld.id, w, Request(self.hierarchy, groups), (w, tuple(key_parts)), groups))
         return out
 
-    def occupation(self, job, start: int, w: int, res: np.ndarray) -> Occupation:
+    def occupation(self, job, start: int, w: int, res: np.ndarray, nb_default: int | None = None) -> Occupation:
         """A job (waiting or placed) as the slot set records it: span, resources, sharing keys, quota view."""
         ph, ph_name = placeholder_of(job.types)
         counts = self.quotas is not None and "container" not in job.types
+        if nb_default is None:
+            nb_default = bitset.count(res & self.default_set)
         return Occupation(
             start_time=start, walltime=w, resources=res, ts_key=timesharing_key(job), ph=ph, ph_name=ph_name,
-            quota_job=quota_view(job) if counts else None,
-            nb_default=bitset.count(res & self.default_set), job_id=job.id,
+            quota_job=quota_view(job) if counts else None, nb_default=nb_default, job_id=job.id,
         )
 
     # -- the search API (also what plugins run on) ---------------------------------------------

@@ -194,7 +194,8 @@ class Platform:
 
     def roids(self, rids: Iterable[int], *, schedulable_only: bool = True) -> np.ndarray:
         """Order indices of resource ids, sorted; unknown ids (and, by default, non-schedulable ones) are dropped."""
-        wanted = np.fromiter((int(r) for r in rids), dtype=np.int64)
+        wanted = (rids.astype(np.int64, copy=False) if isinstance(rids, np.ndarray)
+                  else np.fromiter((int(r) for r in rids), dtype=np.int64))
         if wanted.size == 0 or self.size == 0:
             return np.zeros(0, dtype=np.int64)
         pos = np.searchsorted(self._sorted_rids, wanted)

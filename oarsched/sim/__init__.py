@@ -15,7 +15,12 @@
 * :mod:`oarsched.sim.simulator` -- the event loop (:func:`simulate`, :class:`Simulator`);
 * :mod:`oarsched.sim.records` -- per-job outcomes, saved as CSV or JSON;
 * :mod:`oarsched.sim.metrics` -- wait, slowdown, utilization, comparison of two runs;
-* :mod:`oarsched.sim.platforms` -- platforms from a spec, a JSON file or an OAR3 database.
+* :mod:`oarsched.sim.platforms` -- platforms from a spec, a JSON file or an OAR3 database;
+* :mod:`oarsched.sim.policies` -- policies by name (fifo, fairshare, sjf, best-fit, easy, conf=FILE)
+  and several of them on one trace side by side (:func:`~oarsched.sim.policies.compare_policies`);
+* :mod:`oarsched.sim.formats` -- Batsim's ``out_jobs.csv``/``out_schedule.csv`` and SWF outputs;
+* :mod:`oarsched.sim.sweep` -- traces x policies as independent, resumable tasks, one table;
+* :mod:`oarsched.sim.synthetic` -- synthetic traces shaped like the Parallel Workloads Archive's.
 """
 from __future__ import annotations
 

@@ -17,18 +17,28 @@ Definitions (``wait = start - submit``, ``run = end - start``, times in seconds)
   besteffort runs included) divided by ``resources x makespan``, where
   ``resources`` is the number of schedulable resources -- at most 1 since jobs
   never share a resource (timesharing jobs excepted);
-* **jobs per hour**: jobs that ended (completed, killed or preempted) per hour of makespan.
+* **jobs per hour**: jobs that ended (completed, killed or preempted) per hour of makespan;
+* **per group** (:func:`group_metrics`, ``Metrics.by_user`` / ``by_queue``):
+  jobs, mean wait, mean stretch (the slowdown) and mean bounded slowdown of
+  each user or queue;
+* **fairness**: Jain's index ``(sum x)^2 / (n sum x^2)`` of the users' mean
+  bounded slowdowns -- 1 when every user is slowed down alike, ``1/n`` when
+  one user bears it all (1 with a single user);
+* **over time** (:func:`timeline`): utilization and queue length (jobs
+  submitted and not yet started) as step functions of time.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
 from oarsched.sim.records import JobRecord, Run
 
-__all__ = ["DEFAULT_BOUND", "Comparison", "Metrics", "compare", "compute_metrics"]
+__all__ = ["DEFAULT_BOUND", "Comparison", "GroupMetrics", "Metrics", "Timeline", "compare", "compute_metrics",
+           "group_metrics", "jain_index", "timeline"]
 
 DEFAULT_BOUND = 10
 """Bounded-slowdown threshold in seconds."""
@@ -57,13 +67,116 @@ class Metrics:
     jobs_per_hour: float
     resources: int
     bound: int = DEFAULT_BOUND
+    fairness: float = 1.0
+    """Jain's index of the users' mean bounded slowdowns."""
+    by_user: dict[str, GroupMetrics] = field(default_factory=dict, compare=False)
+    by_queue: dict[str, GroupMetrics] = field(default_factory=dict, compare=False)
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def scalars(self) -> dict[str, float | int]:
+        """The single-number metrics (what tables put side by side)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _GROUPED}
+
     def format(self) -> str:
-        """A two-column text table."""
-        return "\n".join(f"{name:<22} {_show(value)}" for name, value in self.as_dict().items())
+        """A two-column text table, then the per-user and per-queue figures."""
+        lines = [f"{name:<22} {_show(value)}" for name, value in self.scalars().items()]
+        for title, groups in (("user", self.by_user), ("queue", self.by_queue)):
+            if len(groups) > 1:
+                lines += ["", format_groups(title, groups)]
+        return "\n".join(lines)
+
+
+_GROUPED = ("by_user", "by_queue")
+
+
+@dataclass(frozen=True)
+class GroupMetrics:
+    """Figures of one user's (or queue's) jobs that started (reservations excluded)."""
+
+    jobs: int
+    mean_wait: float
+    mean_stretch: float
+    mean_bounded_slowdown: float
+
+
+def format_groups(title: str, groups: dict[str, GroupMetrics]) -> str:
+    """A text table of per-group figures."""
+    lines = [f"{title:<14} {'jobs':>7} {'mean_wait':>12} {'mean_stretch':>13} {'mean_bsld':>10}"]
+    for name, g in sorted(groups.items()):
+        lines.append(f"{name or '-':<14} {g.jobs:>7} {_show(g.mean_wait):>12} {_show(g.mean_stretch):>13} "
+                     f"{_show(g.mean_bounded_slowdown):>10}")
+    return "\n".join(lines)
+
+
+def group_metrics(records: Sequence[JobRecord], key: str, bound: int = DEFAULT_BOUND) -> dict[str, GroupMetrics]:
+    """Per-group figures, grouping records by ``key`` (``"user"`` or ``"queue"``)."""
+    grouped: dict[str, list[tuple[float, float, float]]] = {}
+    for r in records:
+        if r.start is None or r.end is None or r.reservation:
+            continue
+        run = r.end - r.start
+        turnaround = r.end - r.submit
+        grouped.setdefault(getattr(r, key), []).append(
+            (r.start - r.submit, turnaround / max(run, 1), max(1.0, turnaround / max(run, bound))))
+    out = {}
+    for name, values in grouped.items():
+        arr = np.array(values, dtype=float)
+        out[name] = GroupMetrics(len(values), float(arr[:, 0].mean()), float(arr[:, 1].mean()),
+                                 float(arr[:, 2].mean()))
+    return out
+
+
+def jain_index(values: Iterable[float]) -> float:
+    """Jain's fairness index of ``values`` (1 for none or one value)."""
+    arr = np.array(list(values), dtype=float)
+    if arr.size <= 1 or not np.any(arr):
+        return 1.0
+    return float(arr.sum() ** 2 / (arr.size * np.square(arr).sum()))
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Step functions: ``utilization[i]`` and ``queue[i]`` hold from ``times[i]`` to ``times[i + 1]``."""
+
+    times: np.ndarray
+    utilization: np.ndarray
+    queue: np.ndarray
+
+    def averaged(self, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(bin starts, mean utilization, mean queue length)`` over ``bins`` equal time bins (time-weighted)."""
+        if self.times.size < 2:
+            return self.times.astype(float), self.utilization.astype(float), self.queue.astype(float)
+        edges = np.linspace(float(self.times[0]), float(self.times[-1]), bins + 1)
+        out = []
+        for values in (self.utilization, self.queue):
+            area = np.concatenate(([0.0], np.cumsum(values[:-1] * np.diff(self.times))))
+            at_edges = np.interp(edges, self.times.astype(float), area)
+            out.append(np.diff(at_edges) / np.diff(edges))
+        return edges[:-1], out[0], out[1]
+
+
+def timeline(records: Sequence[JobRecord], resources: int, runs: Iterable[Run] | None = None) -> Timeline:
+    """Utilization (busy resources / ``resources``) and queue length over time."""
+    if runs is None:
+        runs = [Run(r.id, r.start, r.end, tuple(r.resources), r.status) for r in records
+                if r.start is not None and r.end is not None]
+    busy: dict[int, int] = {}
+    for run in runs:
+        busy[run.start] = busy.get(run.start, 0) + len(run.resources)
+        busy[run.end] = busy.get(run.end, 0) - len(run.resources)
+    queued: dict[int, int] = {}
+    for r in records:
+        if r.status == "rejected":
+            continue
+        queued[r.submit] = queued.get(r.submit, 0) + 1
+        if r.start is not None:
+            queued[r.start] = queued.get(r.start, 0) - 1
+    times = np.array(sorted(busy.keys() | queued.keys()), dtype=np.int64)
+    used = np.cumsum([busy.get(int(t), 0) for t in times])
+    waiting = np.cumsum([queued.get(int(t), 0) for t in times])
+    return Timeline(times, used / float(resources), waiting)
 
 
 def compute_metrics(records: Sequence[JobRecord], resources: int, *, runs: Iterable[Run] | None = None,
@@ -92,6 +205,7 @@ def compute_metrics(records: Sequence[JobRecord], resources: int, *, runs: Itera
                 if r.start is not None and r.end is not None]  # the last run of each record
     busy = sum((run.end - run.start) * len(run.resources) for run in runs)
     finished = count["completed"] + count["killed"] + count["preempted"]
+    by_user = group_metrics(records, "user", bound)
     return Metrics(
         jobs=len(records), started=sum(1 for r in records if r.start is not None), **count,
         mean_wait=_stat(np.mean, waits), median_wait=_stat(np.median, waits),
@@ -100,7 +214,8 @@ def compute_metrics(records: Sequence[JobRecord], resources: int, *, runs: Itera
         max_bounded_slowdown=_stat(np.max, bounded),
         utilization=busy / (resources * makespan) if makespan > 0 else 0.0,
         makespan=makespan, jobs_per_hour=finished * 3600.0 / makespan if makespan > 0 else 0.0,
-        resources=resources, bound=bound,
+        resources=resources, bound=bound, fairness=jain_index(g.mean_bounded_slowdown for g in by_user.values()),
+        by_user=by_user, by_queue=group_metrics(records, "queue", bound),
     )
 
 
@@ -143,9 +258,9 @@ class Comparison:
     def rows(self) -> list[tuple[str, float, float, float]]:
         """``(metric, value in a, value in b, b - a)`` for every metric."""
         out = []
-        for f in fields(Metrics):
-            va, vb = getattr(self.a, f.name), getattr(self.b, f.name)
-            out.append((f.name, va, vb, vb - va))
+        sa, sb = self.a.scalars(), self.b.scalars()
+        for name, va in sa.items():
+            out.append((name, va, sb[name], sb[name] - va))
         return out
 
     def format(self) -> str:

@@ -41,8 +41,8 @@ from typing import Any
 
 from oarsched.errors import OarschedError
 
-__all__ = ["COLUMNS", "STATUSES", "JobRecord", "RecordsError", "Run", "format_ranges", "parse_ranges",
-           "read_records", "write_records"]
+__all__ = ["COLUMNS", "STATUSES", "JobRecord", "RecordJournal", "RecordsError", "Run", "format_ranges",
+           "parse_ranges", "read_records", "write_records"]
 
 STATUSES = ("completed", "killed", "preempted", "rejected", "not_started", "running")
 
@@ -117,15 +117,15 @@ class Run:
 
 # ------------------------------------------------------------------------- ranges
 
-def format_ranges(ids: Iterable[int]) -> str:
-    """``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
+def format_ranges(ids: Iterable[int], sep: str = ",") -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3,7"`` (``sep=" "``: ``"1-3 7"``, Batsim's and procset's interval text)."""
     runs: list[list[int]] = []
     for i in sorted(ids):
         if runs and i == runs[-1][1] + 1:
             runs[-1][1] = i
         else:
             runs.append([i, i])
-    return ",".join(f"{a}-{b}" if b != a else f"{a}" for a, b in runs)
+    return sep.join(f"{a}-{b}" if b != a else f"{a}" for a, b in runs)
 
 
 def parse_ranges(text: str) -> list[int]:
@@ -158,6 +158,36 @@ def write_records(records: Sequence[JobRecord], path: str | os.PathLike[str]) ->
             d = r.as_dict()
             d["resources"] = format_ranges(r.resources)
             writer.writerow(["" if d[c] is None else _cell(d[c]) for c in COLUMNS])
+
+
+class RecordJournal:
+    """Records appended to a CSV file as jobs end (flushed every ``flush_every`` seconds), so that an
+    interrupted or killed run leaves what it did; the complete file is written at the end by
+    :func:`write_records`.  ``append=True`` continues a file (a resumed run)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, append: bool = False, flush_every: float = 2.0) -> None:
+        import time
+
+        target = os.fspath(path)
+        fresh = not (append and os.path.exists(target))
+        self._clock = time.monotonic
+        self._fh = open(target, "w" if fresh else "a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._fh)
+        if fresh:
+            self._writer.writerow(COLUMNS)
+        self._every = flush_every
+        self._flushed = self._clock()
+
+    def add(self, record: JobRecord) -> None:
+        d = record.as_dict()
+        d["resources"] = format_ranges(record.resources)
+        self._writer.writerow(["" if d[c] is None else _cell(d[c]) for c in COLUMNS])
+        if self._clock() - self._flushed >= self._every:
+            self._fh.flush()
+            self._flushed = self._clock()
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 def _cell(value: Any) -> Any:

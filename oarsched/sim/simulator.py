@@ -49,9 +49,17 @@ every queue:
 * **Dependencies** (``depends``): the waiting job sees the state of the jobs
   it needs (Waiting, Running, Terminated with exit code 0 when completed,
   Error when killed or rejected) and the engine applies OAR's rules.
+* **Backfilling**: OAR's is conservative (every waiting job gets a
+  reservation in its order; a later job starts earlier only when it delays
+  none of them).  ``backfilling="easy"`` is the EASY baseline researchers
+  compare against: jobs start in order while they can; the first that
+  cannot gets a reservation, and every later job starts now only when it
+  does not delay that one job (the others get no reservation).
 * The job security time is ``SCHEDULER_JOB_SECURITY_TIME`` of the
   configuration given; without a configuration it is 0 (as in the library's
   :func:`oarsched.schedule`) so that hand-computed schedules are exact.
+  OAR3's default is 60 s: ``oarsched simulate`` uses 60 s unless told
+  otherwise, and says so.
 """
 from __future__ import annotations
 
@@ -62,8 +70,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from oarsched.engine.round import RoundOptions, run_round
-from oarsched.engine.scheduler import Assignment, ScheduledJob, Scheduler, SchedulerOptions
+import numpy as np
+
+from oarsched.engine.round import Round, RoundOptions, _order, run_round, screen
+from oarsched.engine.scheduler import (
+    Assignment,
+    ScheduledJob,
+    Scheduler,
+    ScheduleResult,
+    SchedulerOptions,
+)
 from oarsched.errors import ConfigError
 from oarsched.model.job import Dependency, Job
 from oarsched.model.platform import Platform
@@ -73,7 +89,7 @@ from oarsched.sim.metrics import DEFAULT_BOUND, Comparison, Metrics, compare, co
 from oarsched.sim.records import JobRecord, Run, write_records
 from oarsched.sim.workload import Workload, WorkloadJob, load_workload
 
-__all__ = ["DEFAULT_QUEUES", "SimulationResult", "Simulator", "simulate"]
+__all__ = ["BACKFILLING", "DEFAULT_QUEUES", "SimulationResult", "Simulator", "simulate"]
 
 log = logging.getLogger("oarsched.sim")
 
@@ -81,6 +97,9 @@ DEFAULT_QUEUES: dict[str, int] = {"admin": 10, "default": 2, "besteffort": 0}
 """OAR's stock queues and priorities."""
 
 DEFAULT_ACCOUNTING_WINDOW = 86400
+
+BACKFILLING = ("conservative", "easy")
+"""Backfilling disciplines: OAR's (conservative) and EASY."""
 
 Progress = Callable[[int, int], None]
 """``progress(jobs_done, jobs_total)``, called after each instant of simulated time."""
@@ -99,8 +118,14 @@ class SimulationResult:
     workload: Workload
     rounds: int = 0
     """Scheduling rounds run (one per instant with something to schedule)."""
+    full_rounds: int = 0
+    """Rounds that replanned every waiting job (the others kept the last plan and placed the new jobs)."""
     skipped: list[tuple[int, int | None, str]] = field(default_factory=list)
     """Workload entries left out before simulating: ``(line, job id, reason)``."""
+    config: OarConfig | None = None
+    """The configuration the run used (ordering policy, security time...)."""
+    interrupted_at: int | None = None
+    """Simulated time the run was stopped at (None: it ran to its end)."""
 
     @property
     def resources(self) -> int:
@@ -169,7 +194,8 @@ class _SimJob:
     """A job's state during the simulation."""
 
     spec: WorkloadJob
-    job: Job
+    job: Job | None = None
+    """The engine's view of the job, from its submission to its end (not kept longer: memory)."""
     state: str = "pending"  # pending -> waiting | reserved -> running -> done
     status: str = ""
     reason: str = ""
@@ -204,11 +230,21 @@ class Simulator:
     :class:`~oarsched.plugins.PluginRegistry` resolving ``find=``/``assign=``
     job types (default: the scheduler's, from the installed entry points);
     CUSTOM orderings come from ``JOB_PRIORITY=CUSTOM`` in ``config``.
+    ``backfilling``: ``"conservative"`` (OAR's) or ``"easy"``.
+    ``incremental``: reuse the last round's plan when it cannot change (see
+    :meth:`_Run.can_extend`), and keep compiled requests and running jobs'
+    resource sets between rounds; False replans every waiting job from
+    scratch at every event (the same records, slower: the tests compare both).
     """
 
     def __init__(self, platform: Platform, *, config: OarConfig | Mapping[str, Any] | None = None,
                  queues: Mapping[str, int] | None = None, quotas: Any = None, period: int | None = None,
-                 requeue_besteffort: bool = False, plugins: Any = None) -> None:
+                 requeue_besteffort: bool = False, plugins: Any = None,
+                 backfilling: str = "conservative", incremental: bool = True) -> None:
+        if backfilling not in BACKFILLING:
+            raise ConfigError(f"backfilling must be one of {', '.join(BACKFILLING)}, got {backfilling!r}")
+        self.backfilling = backfilling
+        self.incremental = incremental
         self.platform = platform
         self.config = _config(config)
         self.config.validate()
@@ -225,6 +261,10 @@ class Simulator:
         self.accounting_window = int(self.config.get("ACCOUNTING_WINDOW", DEFAULT_ACCOUNTING_WINDOW) or
                                      DEFAULT_ACCOUNTING_WINDOW)
         quota_state = _quota_state(quotas, self.config, platform)
+        self.extendable = (incremental and backfilling == "conservative" and quota_state is None
+                           and self.config.job_priority == "FIFO")
+        """Whether a plan may be kept between rounds: a time-independent order (FIFO: by job id) and no
+        quotas calendar, so that a plan made earlier is the plan a later round would make."""
         sec = self.config.job_security_time
         extra = {} if plugins is None else {"plugins": plugins}
         options = SchedulerOptions(job_security_time=sec, quotas=quota_state)
@@ -232,19 +272,47 @@ class Simulator:
         self.besteffort_scheduler = Scheduler(
             platform, SchedulerOptions(job_security_time=sec, quotas=quota_state, besteffort_round=True), **extra)
         self.empty_scheduler = Scheduler(platform, SchedulerOptions(job_security_time=sec), **extra)
+        for scheduler in (self.scheduler, self.besteffort_scheduler):
+            scheduler.keep_between_rounds = incremental
         """Places one job alone, to tell jobs that can never fit."""
         self.first_upto = min((r.available_upto for r in platform.resources), default=2**31 - 1)
 
     # -- public API ---------------------------------------------------------------------
     def run(self, workload: Workload | Iterable[WorkloadJob], *, until: int | None = None,
-            progress: Progress | None = None) -> SimulationResult:
-        """Simulate ``workload`` until every job is done (or until time ``until``)."""
+            progress: Progress | None = None, stop: Callable[[], bool] | None = None,
+            checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: float = 60.0,
+            resume: bool = False, on_close: Callable[[JobRecord], None] | None = None) -> SimulationResult:
+        """Simulate ``workload`` until every job is done (or until time ``until``).
+
+        Interrupted runs keep what they did: ``stop()`` is asked between two
+        instants of simulated time (the command line's Ctrl-C sets it); when
+        it says yes the run ends there (``result.interrupted``; jobs running
+        then are ``running``, jobs waiting ``not_started``).  ``checkpoint``:
+        a file the run's state is saved to every ``checkpoint_every`` seconds
+        of wall time and when stopped; ``resume=True`` starts from that file
+        (same workload and simulator, or a :class:`ConfigError`).
+        ``on_close(record)`` is called as each job ends (records written as
+        the run goes).
+        """
         if not isinstance(workload, Workload):
             workload = Workload(jobs=list(workload))
         self._check_queues(workload)
-        run = _Run(self, workload, progress)
-        run.loop(until)
+        run = _Run.restore(self, workload, checkpoint) if resume else _Run(self, workload, progress)
+        run.progress, run.on_close = progress, on_close
+        run.loop(until, stop=stop, checkpoint=checkpoint, every=checkpoint_every)
         return run.result()
+
+    def fingerprint(self, workload: Workload) -> tuple:
+        """What a checkpoint must match to be resumed: the jobs, the platform, the configuration."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for job in workload.jobs:
+            digest.update(f"{job.id},{job.submit},{job.runtime},{job.walltime},{job.request},{job.queue};".encode())
+        config = sorted((k, str(v)) for k, v in self.config.values.items())
+        return (digest.hexdigest(), len(self.platform.resources), tuple(self.platform.rids.tolist()[:64]),
+                hashlib.sha256(repr(config).encode()).hexdigest(), self.backfilling, self.period,
+                self.requeue_besteffort, tuple(self.queue_order))
 
     def _check_queues(self, workload: Workload) -> None:
         for job in workload.jobs:
@@ -280,18 +348,29 @@ class _Run:
         self.progress = progress
         self.jobs: dict[int, _SimJob] = {}
         for spec in workload.jobs:
-            self.jobs[spec.id] = _SimJob(spec=spec, job=_engine_job(spec))
+            self.jobs[spec.id] = _SimJob(spec=spec)
         self.waiting: dict[str, dict[int, _SimJob]] = {q: {} for q in sim.queue_order}
         self.running: dict[int, _SimJob] = {}
         self.reserved: dict[int, ScheduledJob] = {}  # accepted reservations not started yet
         self.besteffort_on: dict[int, int] = {}  # resource id -> running besteffort job id
         self.runs: list[Run] = []
         self.rounds = 0
+        self.full_rounds = 0
+        self.planned: dict[int, Assignment] = {}  # the last plan of the waiting jobs
+        self.planned_as: dict[int, ScheduledJob] = {}  # the same, as the engine sees them (made once)
+        self.plan_valid = False  # nothing happened since that plan that could change it
+        self.fresh: list[_SimJob] = []  # jobs queued since that plan
+        self.on_close: Callable[[JobRecord], None] | None = None
+        self.interrupted_at: int | None = None
+        self.kept_by: tuple[str, Round] | None = None  # the queue and the round whose slot sets hold the plan
         self.done = 0
         self.events: list[tuple[int, int, int, Any]] = []
         self.seq = 0
         self.wake_generation = 0
         self.fits_cache: dict[tuple, str] = {}
+        self.rid_objs: list[int] = sim.platform.rids.tolist()
+        """One int object per resource id, shared by every job's resource list (memory)."""
+        self.need_cache: dict[int, int] = {}
         self.accounting = _Accounting(sim.accounting_window, sim.config.fairsharing_window_size
                                       if needs_accounting(sim.config) else 0)
         for spec in workload.jobs:
@@ -304,16 +383,66 @@ class _Run:
         self.seq += 1
         heapq.heappush(self.events, (time, kind, self.seq, payload))
 
-    def loop(self, until: int | None) -> None:
+    def loop(self, until: int | None, *, stop: Callable[[], bool] | None = None,
+             checkpoint: str | os.PathLike[str] | None = None, every: float = 60.0) -> None:
+        import time
+
+        saved = time.monotonic()
         while self.events:
             now = self.events[0][0]
             if until is not None and now > until:
+                break
+            if stop is not None and stop():
+                self.interrupted_at = now
+                if checkpoint is not None:
+                    self.save(checkpoint)
+                until = now - 1  # what is running then keeps running; the rest never started
                 break
             if self.handle_instant(now):
                 self.schedule(now)
             if self.progress is not None:
                 self.progress(self.done, len(self.jobs))
+            if checkpoint is not None and time.monotonic() - saved >= every:
+                self.save(checkpoint)
+                saved = time.monotonic()
         self.finish(until)
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in ("sim", "progress", "on_close", "workload"):
+            state.pop(name, None)
+        state["kept_by"] = None  # slot sets stay in memory: a resumed run builds them again
+        return state
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the run's state (atomically: a crash while writing keeps the previous checkpoint)."""
+        import pickle
+
+        target = os.fspath(path)
+        with open(target + ".tmp", "wb") as fh:
+            pickle.dump((self.sim.fingerprint(self.workload), self), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(target + ".tmp", target)
+
+    @classmethod
+    def restore(cls, sim: Simulator, workload: Workload, path: str | os.PathLike[str] | None) -> _Run:
+        import pickle
+
+        if path is None:
+            raise ConfigError("resuming needs the checkpoint file the interrupted run wrote")
+        try:
+            with open(path, "rb") as fh:
+                fingerprint, run = pickle.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"{os.fspath(path)}: cannot read the checkpoint: {exc.strerror or exc}") from None
+        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
+            raise ConfigError(f"{os.fspath(path)}: not a simulation checkpoint ({exc})") from None
+        if fingerprint != sim.fingerprint(workload):
+            raise ConfigError(f"{os.fspath(path)}: the checkpoint is of another workload, platform or "
+                              "configuration: resume with the same arguments as the interrupted run")
+        run.sim, run.workload = sim, workload
+        run.interrupted_at = None
+        return run
 
     def handle_instant(self, now: int) -> bool:
         """Handle every event at ``now``; True when a scheduling round is due."""
@@ -325,11 +454,13 @@ class _Run:
                 job = self.jobs[job_id]
                 if job.state == "running" and job.run_no == run_no:
                     self.end(job, now)
+                    self.plan_valid = False
                     due = True
             elif kind == _SUBMIT:
                 self.submit(self.jobs[payload], now)
                 due = True
             elif kind in (_REQUEUE, _AR_START):
+                self.plan_valid = False
                 due = True
             elif kind == _TICK:
                 due = True
@@ -341,6 +472,7 @@ class _Run:
 
     # -- job life ------------------------------------------------------------------------
     def submit(self, job: _SimJob, now: int) -> None:
+        job.job = _engine_job(job.spec)
         if job.spec.reservation is not None:
             self.reserve(job, now)
             return
@@ -350,6 +482,7 @@ class _Run:
             return
         job.state = "waiting"
         self.waiting[job.spec.queue][job.id] = job
+        self.fresh.append(job)
 
     def never_fits(self, job: _SimJob, now: int) -> str:
         """Why the job can never be placed, even on the empty platform ("" when it can).
@@ -385,6 +518,7 @@ class _Run:
             self.close(job, "rejected", why)
             return
         job.state = "reserved"
+        self.plan_valid = False  # the plans were made without it
         job.reserved_start = start
         job.scheduled = self.as_scheduled(job, a, start, "Waiting")
         self.reserved[job.id] = job.scheduled
@@ -392,6 +526,8 @@ class _Run:
 
     def start(self, job: _SimJob, now: int, resources: list[int], moldable_id: int) -> None:
         self.waiting[job.spec.queue].pop(job.id, None)
+        self.planned.pop(job.id, None)
+        self.planned_as.pop(job.id, None)
         self.reserved.pop(job.id, None)
         job.state = "running"
         job.start = now
@@ -399,7 +535,8 @@ class _Run:
         job.moldable_id = moldable_id
         job.run_no += 1
         job.scheduled = ScheduledJob(
-            id=job.id, start_time=now, walltime=job.spec.walltime, resources=resources, moldable_id=moldable_id,
+            id=job.id, start_time=now, walltime=job.spec.walltime, resources=np.asarray(resources, dtype=np.int64),
+            moldable_id=moldable_id,
             types=job.job.types, user=job.spec.user, project=job.spec.project, queue=job.spec.queue,
             name=job.spec.name, state="Running")
         self.running[job.id] = job
@@ -429,6 +566,7 @@ class _Run:
             self.close(job, "preempted", job.reason)
 
     def release(self, job: _SimJob, now: int, outcome: str) -> None:
+        self.plan_valid = False
         started = _started(job)
         self.running.pop(job.id, None)
         if job.spec.besteffort:
@@ -440,9 +578,12 @@ class _Run:
 
     def close(self, job: _SimJob, status: str, reason: str) -> None:
         job.state = "done"
+        job.job = None
         job.status = status
         job.reason = reason
         self.done += 1
+        if self.on_close is not None:
+            self.on_close(self.record(job))
 
     # -- the round -----------------------------------------------------------------------
     def scheduled_now(self) -> list[ScheduledJob]:
@@ -454,7 +595,15 @@ class _Run:
         decisions: dict[int, Assignment] = {}
         if any(self.waiting.values()):
             self.rounds += 1
-            decisions = self.plan(now)
+            if self.can_extend():
+                decisions = self.extend_plan(now)
+            else:
+                self.full_rounds += 1
+                decisions = self.plan(now)
+                self.planned = dict(decisions)
+                self.planned_as = {}
+                self.plan_valid = self.sim.extendable and len(decisions) == sum(map(len, self.waiting.values()))
+        self.fresh = []
         self.launch(now, decisions)
         later = [a.start_time for a in decisions.values() if a.start_time > now]
         self.wake_generation += 1
@@ -469,10 +618,15 @@ class _Run:
             if not waiting:
                 continue
             scheduler = self.sim.besteffort_scheduler if queue == "besteffort" else self.sim.scheduler
-            outcome = run_round(self.sim.platform, self.waiting_jobs(waiting), scheduled,
-                                self.round_options(queue, now), search=scheduler)
-            result = outcome.result
-            for job_id, why in (*outcome.skipped.items(), *result.unscheduled.items()):
+            if self.sim.backfilling == "easy":
+                result = self.schedule_easy(scheduler, self.waiting_jobs(waiting), queue, now, scheduled)
+                skipped: dict[int, str] = {}
+            else:
+                outcome = run_round(self.sim.platform, self.waiting_jobs(waiting), scheduled,
+                                    self.round_options(queue, now), search=scheduler)
+                result, skipped = outcome.result, outcome.skipped
+                self.kept_by = (queue, outcome.state) if self.sim.extendable and outcome.state is not None else None
+            for job_id, why in (*skipped.items(), *result.unscheduled.items()):
                 waiting[job_id].reason = why  # a job skipped by the screen (dependency cycle) keeps waiting
             for job_id, error in result.errors.items():
                 job = waiting.pop(job_id)
@@ -481,6 +635,158 @@ class _Run:
                 decisions[job_id] = a
                 scheduled.append(self.as_scheduled(self.jobs[job_id], a, a.start_time, "Waiting"))
         return decisions
+
+    def can_extend(self) -> bool:
+        """Whether a full round now would keep the last plan and only place the jobs queued since.
+
+        True when nothing but submissions (and wake-ups) happened since that
+        plan, every waiting job had a place in it, and each new job comes
+        last in the FIFO order of its queue (a higher id), in a queue with no
+        older job waiting in a queue of lower priority, depends on no job,
+        and no round cap cuts the queue: the earlier jobs then see the same
+        platform, the same jobs before them, and get the same places (a plan
+        made at an earlier time holds for any later time before its first
+        start, which is when the next round is woken).
+        """
+        if not (self.sim.extendable and self.plan_valid):
+            return False
+        fresh_ids = {j.id for j in self.fresh}
+        cap = self.sim.max_jobs
+        seen_fresh = False
+        for queue in self.sim.queue_order:
+            waiting = self.waiting[queue]
+            new = [j for j in self.fresh if j.spec.queue == queue and j.id in waiting]
+            older = [jid for jid in waiting if jid not in fresh_ids]
+            if older and seen_fresh:
+                return False
+            if new and (any(j.spec.depends for j in new) or (older and min(j.id for j in new) < max(older))
+                        or (cap is not None and len(waiting) > cap)):
+                return False
+            seen_fresh = seen_fresh or bool(new)
+        return True
+
+    def extend_plan(self, now: int) -> dict[int, Assignment]:
+        """The last plan, with the jobs queued since placed after it (see :meth:`can_extend`).
+
+        With one queue waiting, the last round (whose slot sets hold the whole
+        plan) is continued at ``now``; otherwise a round is built from the
+        running jobs and the plan.
+        """
+        queues = [q for q in self.sim.queue_order if self.waiting[q]]
+        kept = self.kept_by if self.kept_by is not None and queues == [self.kept_by[0]] else None
+        scheduled: list[ScheduledJob] = []
+        if kept is None:
+            for jid, a in self.planned.items():
+                if jid not in self.planned_as:
+                    self.planned_as[jid] = self.as_scheduled(self.jobs[jid], a, a.start_time, "Waiting")
+            scheduled = self.scheduled_now() + list(self.planned_as.values())
+        self.kept_by = None
+        for queue in self.sim.queue_order:
+            new = sorted((j for j in self.fresh if j.spec.queue == queue and j.state == "waiting"), key=lambda j: j.id)
+            if not new:
+                continue
+            waiting = self.waiting[queue]
+            skipped: dict[int, str] = {}
+            jobs = screen([j.job for j in new], skipped)  # as a full round screens them
+            for job_id, why in skipped.items():
+                waiting[job_id].reason = why
+                self.plan_valid = False
+            if kept is not None:  # the last round's slot sets hold the plan: place the new jobs in them
+                result = kept[1].place_more(jobs, now)
+                self.kept_by = kept
+            else:
+                scheduler = self.sim.besteffort_scheduler if queue == "besteffort" else self.sim.scheduler
+                rnd = Round(scheduler, now, scheduled, round_ids=[j.id for j in jobs])
+                for job in jobs:
+                    rnd.place(job)
+                result = rnd.result
+                self.kept_by = (queue, rnd) if len(queues) == 1 and rnd.quotas is None else None
+            for job_id, why in result.unscheduled.items():
+                waiting[job_id].reason = why
+                self.plan_valid = False
+            for job_id, error in result.errors.items():
+                self.close(waiting.pop(job_id), "rejected", error)
+            for job_id, a in result.assignments.items():
+                self.planned[job_id] = a
+                if kept is None:
+                    self.planned_as[job_id] = self.as_scheduled(self.jobs[job_id], a, a.start_time, "Waiting")
+                    scheduled.append(self.planned_as[job_id])
+        return dict(self.planned)
+
+    def schedule_easy(self, scheduler: Scheduler, waiting: list[Job], queue: str, now: int,
+                      scheduled: list[ScheduledJob]) -> ScheduleResult:
+        """EASY backfilling: in order, start what can start now; only the first job that cannot is reserved.
+
+        The jobs are ordered, capped and screened as a round does.  Until that
+        first job (the head), EASY and conservative backfilling decide alike,
+        so one conservative pass places the jobs before it; the jobs after it
+        are tried one by one against the head's reservation only, and not at
+        all once no resource is free now.
+        """
+        out = ScheduleResult()
+        options = self.round_options(queue, now)
+        jobs, _karma = _order(waiting, options)
+        if options.max_jobs is not None:
+            jobs = jobs[:options.max_jobs]
+        skipped: dict[int, str] = {}
+        jobs = screen(jobs, skipped)
+        out.unscheduled.update(skipped)
+        held = list(scheduled)
+        result = scheduler.schedule(jobs, now, held)
+        head_at = len(jobs)
+        for i, job in enumerate(jobs):
+            a = result.assignments.get(job.id)
+            if a is None:
+                self._easy_unplaced(out, result, job.id)
+                continue
+            out.assignments[job.id] = a
+            held.append(self.as_scheduled(self.jobs[job.id], a, a.start_time, "Waiting"))
+            if a.start_time > now:
+                head_at = i
+                break
+        free = self._free_now(held, now)
+        for job in jobs[head_at + 1:]:
+            if free < self._easy_need(job):
+                out.unscheduled[job.id] = "EASY backfilling: fewer than the resources it needs are free now"
+                continue
+            result = scheduler.schedule([job], now, held)
+            a = result.assignments.get(job.id)
+            if a is None:
+                self._easy_unplaced(out, result, job.id)
+            elif a.start_time > now:
+                out.unscheduled[job.id] = f"EASY backfilling: would delay job {jobs[head_at].id}, the first in line"
+            else:
+                out.assignments[job.id] = a
+                held.append(self.as_scheduled(self.jobs[job.id], a, a.start_time, "Waiting"))
+                free -= len(a.resources)
+        return out
+
+    @staticmethod
+    def _easy_unplaced(out: ScheduleResult, result: ScheduleResult, job_id: int) -> None:
+        if job_id in result.errors:
+            out.errors[job_id] = result.errors[job_id]
+        else:
+            out.unscheduled[job_id] = result.unscheduled.get(job_id, "no place")
+
+    def _free_now(self, held: list[ScheduledJob], now: int) -> int:
+        """Schedulable resources no held job occupies at ``now``."""
+        busy: set[int] = set()
+        for s in held:
+            if s.start_time <= now:
+                busy.update(s.resources)
+        roid_of = self.sim.platform.roid_of
+        schedulable = self.sim.platform.schedulable
+        return int(schedulable.sum()) - sum(1 for rid in busy if rid in roid_of and schedulable[roid_of[rid]])
+
+    def _easy_need(self, job: Job) -> int:
+        """A lower bound of the resources the job needs now (0 when unknown or when it may share them)."""
+        if "timesharing" in job.types:
+            return 0
+        if job.id not in self.need_cache:
+            from oarsched.sim.formats import requested_resources
+
+            self.need_cache[job.id] = requested_resources(self.jobs[job.id].spec.request)
+        return self.need_cache[job.id]
 
     def waiting_jobs(self, waiting: dict[int, _SimJob]) -> list[Job]:
         """The queue's waiting jobs, with their dependencies' states."""
@@ -507,20 +813,21 @@ class _Run:
 
     def launch(self, now: int, decisions: dict[int, Assignment]) -> None:
         """Start the reservations due and the jobs placed at ``now``; kill the besteffort jobs in their way."""
-        starting = [(self.jobs[s.id], s.resources, s.moldable_id) for s in list(self.reserved.values())
-                    if s.start_time <= now]
-        starting += [(self.jobs[jid], a.resources, a.moldable_id) for jid, a in decisions.items()
-                     if a.start_time <= now]
+        platform, rid_objs = self.sim.platform, self.rid_objs
+        starting = [(self.jobs[s.id], [rid_objs[i] for i in platform.roids(s.resources, schedulable_only=False).tolist()],
+                     s.moldable_id) for s in list(self.reserved.values()) if s.start_time <= now]
+        starting += [(self.jobs[jid], [rid_objs[i] for i in a.roids.tolist()], a.moldable_id)
+                     for jid, a in decisions.items() if a.start_time <= now]
         for job, resources, _ in starting:
             if not job.spec.besteffort:
                 victims = sorted({self.besteffort_on[r] for r in resources if r in self.besteffort_on})
                 for victim in victims:
                     self.preempt(self.jobs[victim], now, by=job.id)
         for job, resources, moldable_id in starting:
-            self.start(job, now, list(resources), moldable_id)
+            self.start(job, now, resources, moldable_id)
 
     def as_scheduled(self, job: _SimJob, a: Assignment, start: int, state: str) -> ScheduledJob:
-        return ScheduledJob(id=job.id, start_time=start, walltime=job.spec.walltime, resources=a.resources,
+        return ScheduledJob(id=job.id, start_time=start, walltime=job.spec.walltime, resources=a.rids,
                             moldable_id=a.moldable_id, types=job.job.types, user=job.spec.user,
                             project=job.spec.project, queue=job.spec.queue, name=job.spec.name, state=state)
 
@@ -551,20 +858,22 @@ class _Run:
                 elif job.state == "reserved":
                     job.reason = f"reservation starting at {job.reserved_start}, after the end of the simulation"
 
+    def record(self, job: _SimJob) -> JobRecord:
+        spec = job.spec
+        started = job.start is not None
+        return JobRecord(
+            id=spec.id, submit=spec.submit, walltime=spec.walltime, status=job.status,
+            start=job.start, end=job.end if started else None,
+            resources=job.resources if started else [], user=spec.user, queue=spec.queue,
+            reservation=spec.reservation is not None, besteffort=spec.besteffort,
+            preemptions=job.preemptions, reason=job.reason,
+        )
+
     def result(self) -> SimulationResult:
-        records = []
-        for job in self.jobs.values():
-            spec = job.spec
-            started = job.start is not None
-            records.append(JobRecord(
-                id=spec.id, submit=spec.submit, walltime=spec.walltime, status=job.status,
-                start=job.start, end=job.end if started else None,
-                resources=list(job.resources) if started else [], user=spec.user, queue=spec.queue,
-                reservation=spec.reservation is not None, besteffort=spec.besteffort,
-                preemptions=job.preemptions, reason=job.reason,
-            ))
-        return SimulationResult(records=records, runs=self.runs, platform=self.sim.platform, workload=self.workload,
-                                rounds=self.rounds, skipped=list(self.workload.skipped))
+        return SimulationResult(records=[self.record(job) for job in self.jobs.values()], runs=self.runs,
+                                platform=self.sim.platform, workload=self.workload, rounds=self.rounds,
+                                full_rounds=self.full_rounds, skipped=list(self.workload.skipped),
+                                config=self.sim.config, interrupted_at=self.interrupted_at)
 
 
 class _Accounting:
@@ -664,7 +973,8 @@ def _windows(start: int, stop: int, size: int) -> list[tuple[int, int, int]]:
 def simulate(workload: Workload | Iterable[WorkloadJob] | str | os.PathLike[str], platform: Platform, *,
              config: OarConfig | Mapping[str, Any] | None = None, queues: Mapping[str, int] | None = None,
              quotas: Any = None, period: int | None = None, requeue_besteffort: bool = False,
-             until: int | None = None, progress: Progress | None = None, plugins: Any = None) -> SimulationResult:
+             until: int | None = None, progress: Progress | None = None, plugins: Any = None,
+             backfilling: str = "conservative", incremental: bool = True) -> SimulationResult:
     """Replay ``workload`` (jobs, a :class:`Workload` or a file path) on ``platform``.
 
     See :class:`Simulator` for the options and the module docstring for what
@@ -673,5 +983,6 @@ def simulate(workload: Workload | Iterable[WorkloadJob] | str | os.PathLike[str]
     if isinstance(workload, (str, os.PathLike)):
         workload = load_workload(workload)
     sim = Simulator(platform, config=config, queues=queues, quotas=quotas, period=period,
-                    requeue_besteffort=requeue_besteffort, plugins=plugins)
+                    requeue_besteffort=requeue_besteffort, plugins=plugins, backfilling=backfilling,
+                    incremental=incremental)
     return sim.run(workload, until=until, progress=progress)

@@ -82,6 +82,10 @@ class GanttJob:
     resources: Sequence[int]
     kind: str = "scheduled"
     label: str = ""
+    user: str = ""
+    queue: str = ""
+    request: str = ""
+    name: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -104,6 +108,10 @@ class GanttChart:
     """Right end of the time window shown (default: the last box end)."""
     skipped: list[int] = field(default_factory=list)
     """Jobs not drawn because none of their resources is on the platform."""
+    epoch: int = 0
+    """Seconds added to the chart's times to get Unix time (an SWF trace's ``UnixStartTime``)."""
+    tz: str = "UTC"
+    """IANA time zone the date axis is written in (an SWF trace's ``TimeZoneString`` when it is one)."""
 
 
 # ---------------------------------------------------------------------------- sources
@@ -120,12 +128,16 @@ def gantt_from_result(platform: Platform, result, jobs: Iterable[Any] = (), sche
     """
     types = {j.id: j.types for j in jobs}
     boxes = []
+    by_id = {j.id: j for j in jobs}
     for s in scheduled:
         boxes.append(GanttJob(s.id, s.start_time, s.start_time + int(s.walltime), list(s.resources),
-                              _scheduled_kind(s, now)))
+                              _scheduled_kind(s, now), user=s.user or "", queue=s.queue or "", name=s.name or ""))
     for a in result.assignments.values():
         kind = "besteffort" if "besteffort" in types.get(a.job_id, {}) else "scheduled"
-        boxes.append(GanttJob(a.job_id, a.start_time, a.start_time + a.walltime, a.resources, kind))
+        job = by_id.get(a.job_id)
+        boxes.append(GanttJob(a.job_id, a.start_time, a.start_time + a.walltime, a.resources, kind,
+                              user=getattr(job, "user", "") or "", queue=getattr(job, "queue", "") or "",
+                              name=getattr(job, "name", "") or ""))
     return GanttChart(platform, boxes, now=now, title=title)
 
 
@@ -151,7 +163,8 @@ def gantt_from_db(db, config, now: int, title: str = "") -> GanttChart:
         scheduled = db.read_scheduled_jobs(conn, now)
         reservations = reservation_ids(db, conn)
     boxes = [GanttJob(s.id, s.start_time, s.start_time + int(s.walltime) + config.job_security_time,
-                      list(s.resources), _scheduled_kind(s, now, reservations)) for s in scheduled]
+                      list(s.resources), _scheduled_kind(s, now, reservations), user=s.user or "",
+                      queue=s.queue or "", name=s.name or "") for s in scheduled]
     return GanttChart(platform, boxes, now=now, title=title or f"gantt at {_date(now)}")
 
 
@@ -164,9 +177,12 @@ def gantt_from_simulation(result, platform: Platform | None = None, *, start: in
     """
     from oarsched.sim.records import JobRecord, Run
 
+    epoch, tz, requests = 0, "UTC", {}
     if hasattr(result, "runs"):
         records, runs = result.records, result.runs
         platform = platform or result.platform
+        epoch, tz = trace_clock(result.workload.header)
+        requests = {j.id: j.request for j in result.workload.jobs}
     else:
         records = list(result)
         runs = [Run(r.id, r.start, r.end, tuple(r.resources), r.status) for r in records
@@ -179,8 +195,30 @@ def gantt_from_simulation(result, platform: Platform | None = None, *, start: in
         if run.end is None or (start is not None and run.end <= start) or (end is not None and run.start >= end):
             continue
         rec = by_id.get(run.job_id)
-        boxes.append(GanttJob(run.job_id, run.start, run.end, run.resources, _run_kind(run.outcome, rec)))
-    return GanttChart(platform, boxes, now=None, title=title, start=start, end=end)
+        boxes.append(GanttJob(run.job_id, run.start, run.end, run.resources, _run_kind(run.outcome, rec),
+                              user=rec.user if rec else "", queue=rec.queue if rec else "",
+                              request=requests.get(run.job_id, "")))
+    return GanttChart(platform, boxes, now=None, title=title, start=start, end=end, epoch=epoch, tz=tz)
+
+
+def trace_clock(header: dict[str, str]) -> tuple[int, str]:
+    """``(UnixStartTime, time zone)`` of an SWF header: ``(0, "UTC")`` when absent.
+
+    ``TimeZoneString`` is used when it is an IANA name (``Europe/Paris``);
+    an abbreviation such as ``CEST`` names no rule, and UTC is kept.
+    """
+    from zoneinfo import ZoneInfo
+
+    try:
+        epoch = int(header.get("UnixStartTime", "0").split()[0])
+    except (ValueError, IndexError):
+        epoch = 0
+    tz = header.get("TimeZoneString", "").strip() or "UTC"
+    try:
+        ZoneInfo(tz)
+    except (ValueError, OSError, KeyError):
+        tz = "UTC"
+    return epoch, tz
 
 
 def _run_kind(outcome: str, record) -> str:
@@ -261,6 +299,8 @@ class _Rows:
     """How resources map to rows, and how rows are grouped and labelled."""
 
     row_of: np.ndarray  # order index -> row
+    pos: np.ndarray  # order index -> top of its band within its row (a row shared by k resources: k bands)
+    band: np.ndarray  # order index -> band height (1 / resources in its row)
     count: int
     unit: str  # "resource", "node" or "block of N resources"
     group_bounds: list[int]  # rows where a new top-level group starts
@@ -292,7 +332,11 @@ def _layout(platform: Platform, max_rows: int) -> _Rows:
     ticks = _ticks(row_of, nodes, groups, node_label, group_label)
     dead_rows = sorted({int(row_of[i]) for i in range(n) if not platform.schedulable[i]}
                        - {int(row_of[i]) for i in range(n) if platform.schedulable[i]})
-    return _Rows(row_of, count, unit, group_bounds, node_bounds, ticks, dead_rows)
+    sizes = np.bincount(row_of, minlength=count) if n else np.zeros(0, dtype=np.int64)
+    first = np.concatenate(([0], np.cumsum(sizes)[:-1])) if n else sizes
+    band = 1.0 / sizes[row_of] if n else np.zeros(0)
+    pos = row_of + (np.arange(n) - first[row_of]) * band if n else np.zeros(0)
+    return _Rows(row_of, pos, band, count, unit, group_bounds, node_bounds, ticks, dead_rows)
 
 
 def _runs(values: list[Any]) -> list[tuple[int, int, Any]]:
@@ -357,9 +401,24 @@ def _row_runs(rows: np.ndarray) -> list[tuple[int, int]]:
 
 # ---------------------------------------------------------------------------- drawing
 
+COLOUR_BY = ("state", "user", "queue", "job")
+PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
+           "#64b5cd", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+MAX_LEGEND = 20
+
+
 def gantt_figure(chart: GanttChart, *, max_rows: int = 150, width: float = 14.0,
-                 start: int | None = None, end: int | None = None):
-    """The chart as a matplotlib :class:`~matplotlib.figure.Figure` (Agg canvas, no display)."""
+                 start: int | None = None, end: int | None = None, colour_by: str = "state",
+                 compress_idle: int | None = None):
+    """The chart as a matplotlib :class:`~matplotlib.figure.Figure` (Agg canvas, no display).
+
+    ``colour_by``: ``state`` (the job kinds), ``user``, ``queue`` or ``job``;
+    the legend says which.  ``compress_idle``: idle stretches (no job) longer
+    than that many seconds are cut down to that length and marked.
+    """
+    if colour_by not in COLOUR_BY:
+        raise GanttError(f"colour by {colour_by!r}: choose one of {', '.join(COLOUR_BY)}")
     Figure, FigureCanvasAgg, Rectangle, Patch, Line2D = _matplotlib()
     rows = _layout(chart.platform, max_rows)
     height = min(MAX_HEIGHT, max(4.0, 1.6 + rows.count * (0.13 if rows.unit == "resource" else 0.2)))
@@ -367,12 +426,15 @@ def gantt_figure(chart: GanttChart, *, max_rows: int = 150, width: float = 14.0,
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.1, 0.1 if height > 6 else 0.16, 0.72, 0.8))
     t0, t1 = _time_range(chart, start, end)
-    ax.set_xlim(t0, t1)
+    clock = _TimeMap.idle_cut(chart.jobs, t0, t1, compress_idle)
+    x0, x1 = clock(t0), clock(t1)
+    ax.set_xlim(x0, x1)
     ax.set_ylim(rows.count, 0)
-    _draw_background(ax, rows, Rectangle, t0, t1)
-    px_per_s = ax.bbox.width / max(t1 - t0, 1)
+    _draw_background(ax, rows, Rectangle, x0, x1)
+    px_per_s = ax.bbox.width / max(x1 - x0, 1)
     px_per_row = ax.bbox.height / max(rows.count, 1)
     kinds_seen = set()
+    colours = _colours(chart.jobs, colour_by)
     labelled: dict[int, list[tuple[float, float]]] = {}
     chart.skipped = []
     for job in chart.jobs:
@@ -380,18 +442,100 @@ def gantt_figure(chart: GanttChart, *, max_rows: int = 150, width: float = 14.0,
         if roids.size == 0:
             chart.skipped.append(job.id)
             continue
+        if job.end <= t0 or job.start >= t1:
+            continue
         kinds_seen.add(job.kind)
-        _draw_job(ax, job, rows, roids, Rectangle, px_per_s, px_per_row, labelled)
+        face = _shade(KINDS[job.kind][1], job.id) if colour_by == "state" else colours[_colour_key(job, colour_by)]
+        _draw_job(ax, job, rows, roids, Rectangle, px_per_s, px_per_row, labelled, face,
+                  (clock(max(job.start, t0)), clock(min(job.end, t1))))
+    for cut_at, idle in clock.cuts:
+        ax.axvline(cut_at, color="#888888", linestyle=(0, (1, 2)), linewidth=1.2, gid="idle-cut", zorder=6)
+        ax.text(cut_at, -0.2, f"{_duration(idle)} idle", ha="center", va="bottom", fontsize=7, color="#555555",
+                clip_on=False)
     if chart.now is not None:
-        ax.axvline(chart.now, color="#d62728", linestyle="--", linewidth=1.4, gid="now", zorder=5)
-    _decorate(ax, chart, rows, t0, t1)
-    handles = [Patch(facecolor=KINDS[k][1], hatch=KINDS[k][2], edgecolor="black", linewidth=0.4, label=KINDS[k][0])
-               for k in KINDS if k in kinds_seen]
+        ax.axvline(clock(chart.now), color="#d62728", linestyle="--", linewidth=1.4, gid="now", zorder=5)
+    _decorate(ax, chart, rows, t0, t1, clock)
+    if colour_by == "state":
+        handles = [Patch(facecolor=KINDS[k][1], hatch=KINDS[k][2], edgecolor="black", linewidth=0.4,
+                         label=KINDS[k][0]) for k in KINDS if k in kinds_seen]
+    else:
+        names = list(colours)
+        handles = [Patch(facecolor=colours[n], edgecolor="black", linewidth=0.4, label=str(n) or "-")
+                   for n in names[:MAX_LEGEND]]
+        if len(names) > MAX_LEGEND:
+            handles.append(Patch(facecolor="white", edgecolor="white", label=f"... {len(names) - MAX_LEGEND} more"))
     if chart.now is not None:
         handles.append(Line2D([0], [0], color="#d62728", linestyle="--", label="now"))
     if handles:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
+                  title=f"colour: {colour_by}", title_fontsize=8)
     return fig
+
+
+def _colour_key(job: GanttJob, colour_by: str) -> Any:
+    return job.id if colour_by == "job" else getattr(job, colour_by, "")
+
+
+def _colours(jobs: Sequence[GanttJob], colour_by: str) -> dict[Any, str]:
+    """One palette colour per user, queue or job (in sorted order, cycling past 20)."""
+    if colour_by == "state":
+        return {}
+    keys = sorted({_colour_key(j, colour_by) for j in jobs}, key=lambda k: (str(type(k)), k))
+    return {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(keys)}
+
+
+def _duration(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    if days:
+        return f"{days} d {hours} h"
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min"
+
+
+@dataclass
+class _TimeMap:
+    """Chart time -> x: the identity, or with idle stretches cut down (``cuts``: ``(x, idle seconds)``)."""
+
+    breaks: list[tuple[float, float]] = field(default_factory=list)  # (time, x) knots, increasing
+    cuts: list[tuple[float, float]] = field(default_factory=list)
+
+    def __call__(self, t: float) -> float:
+        if not self.breaks:
+            return t
+        times, xs = zip(*self.breaks)
+        return float(np.interp(t, times, xs, left=t - times[0] + xs[0], right=t - times[-1] + xs[-1]))
+
+    def inverse(self, x: float) -> float:
+        if not self.breaks:
+            return x
+        times, xs = zip(*self.breaks)
+        return float(np.interp(x, xs, times, left=x - xs[0] + times[0], right=x - xs[-1] + times[-1]))
+
+    def segments(self, x0: float, x1: float) -> list[tuple[float, float]]:
+        """Stretches of x drawn at true scale (between the cuts)."""
+        edges = [x0] + [c for c, _ in self.cuts] + [x1]
+        return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+
+    @classmethod
+    def idle_cut(cls, jobs: Sequence[GanttJob], t0: float, t1: float, longer_than: int | None) -> "_TimeMap":
+        if not longer_than:
+            return cls()
+        spans = sorted((max(j.start, t0), min(j.end, t1)) for j in jobs if j.end > t0 and j.start < t1)
+        knots: list[tuple[float, float]] = [(t0, t0)]
+        cuts = []
+        removed = 0.0
+        busy_until = t0
+        for a, b in spans + [(t1, t1)]:
+            gap = a - busy_until
+            if gap > longer_than:
+                keep = longer_than
+                knots.append((busy_until + keep / 2, busy_until + keep / 2 - removed))
+                removed += gap - keep
+                knots.append((a - keep / 2, a - keep / 2 - removed))
+                cuts.append((busy_until + keep / 2 - (removed - (gap - keep)), gap))
+            busy_until = max(busy_until, b)
+        knots.append((t1, t1 - removed))
+        return cls(knots, cuts)
 
 
 def _time_range(chart: GanttChart, start: int | None, end: int | None) -> tuple[float, float]:
@@ -417,33 +561,50 @@ def _draw_background(ax, rows: _Rows, Rectangle, t0: float, t1: float) -> None:
 
 
 def _draw_job(ax, job: GanttJob, rows: _Rows, roids: np.ndarray, Rectangle, px_per_s: float,
-              px_per_row: float, labelled: dict[int, list[tuple[float, float]]]) -> None:
-    """The job's boxes, and its label in the tallest one when it fits and overlaps no other label."""
-    _, face, hatch = KINDS[job.kind]
-    face = _shade(face, job.id)
-    alpha = 0.85 if rows.unit == "resource" else 0.6
-    biggest = (0, 0)
-    for k, (row, count) in enumerate(_row_runs(np.unique(rows.row_of[roids]))):
-        rect = Rectangle((job.start, row), job.end - job.start, count, facecolor=face, hatch=hatch,
-                         edgecolor="black", linewidth=0.4, alpha=alpha, gid=f"job-{job.id}-{k}", zorder=2)
+              px_per_row: float, labelled: dict[int, list[tuple[float, float]]], face: str,
+              x: tuple[float, float]) -> None:
+    """The job's boxes, and its label in the tallest one when it fits and overlaps no other label.
+
+    On a row shared by several resources (a node, a block) the job covers only
+    the bands of the resources it holds: eight one-core jobs on a node are
+    eight thin boxes, not one.
+    """
+    hatch = KINDS[job.kind][2]
+    x0, x1 = x
+    biggest = (0.0, 0.0)
+    for k, (top, height) in enumerate(_bands(np.unique(roids), rows)):
+        rect = Rectangle((x0, top), x1 - x0, height, facecolor=face, hatch=hatch, edgecolor="black",
+                         linewidth=0.4 if height >= 0.5 else 0.15, alpha=0.85, gid=f"job-{job.id}-{k}", zorder=2)
         ax.add_patch(rect)
-        if count > biggest[1]:
-            biggest = (row, count)
-    row, count = biggest
+        if height > biggest[1]:
+            biggest = (top, height)
+    top, height = biggest
     text = job.label[:MAX_LABEL_CHARS]
-    width_px = (job.end - job.start) * px_per_s
-    height_px = count * px_per_row
+    width_px = (x1 - x0) * px_per_s
+    height_px = height * px_per_row
     if width_px < 7 * len(text) + 4 or height_px < 9:
         return
-    centre = job.start + (job.end - job.start) / 2
+    centre = x0 + (x1 - x0) / 2
     half = (3.5 * len(text) + 2) / px_per_s
-    line = row + count // 2
+    line = int(top + height / 2)
     if any(a < centre + half and centre - half < b for a, b in labelled.get(line, ())):
         return
     labelled.setdefault(line, []).append((centre - half, centre + half))
     size = max(6.0, min(10.0, height_px * 0.6))
-    ax.text(centre, row + count / 2, text, ha="center", va="center", fontsize=size, gid=f"label-{job.id}",
+    ax.text(centre, top + height / 2, text, ha="center", va="center", fontsize=size, gid=f"label-{job.id}",
             zorder=4, clip_on=True)
+
+
+def _bands(roids: np.ndarray, rows: _Rows) -> list[tuple[float, float]]:
+    """``(top, height)`` of each run of adjacent bands the resources ``roids`` (sorted) cover."""
+    out: list[tuple[float, float]] = []
+    for i in roids:
+        top, h = float(rows.pos[i]), float(rows.band[i])
+        if out and abs(out[-1][0] + out[-1][1] - top) < 1e-9:
+            out[-1] = (out[-1][0], out[-1][1] + h)
+        else:
+            out.append((top, h))
+    return out
 
 
 def _shade(colour: str, job_id: int) -> str:
@@ -453,23 +614,51 @@ def _shade(colour: str, job_id: int) -> str:
     return "#" + "".join(f"{min(255, int(c * factor)):02x}" for c in rgb)
 
 
-def _decorate(ax, chart: GanttChart, rows: _Rows, t0: float, t1: float) -> None:
-    from matplotlib.ticker import FuncFormatter, MultipleLocator
+def _decorate(ax, chart: GanttChart, rows: _Rows, t0: float, t1: float, clock: _TimeMap) -> None:
+    from matplotlib.ticker import FixedLocator, FuncFormatter
 
     ax.set_yticks([y + 0.5 for y, _ in rows.ticks])
     ax.set_yticklabels([name for _, name in rows.ticks], fontsize=7)
     ax.set_ylabel(f"resources (one row per {rows.unit})")
-    epoch = t0 > 1e9
+    epoch = chart.epoch != 0 or t0 > 1e9
+    zone = _zone(chart.tz)
     origin = chart.now if chart.now is not None else (
         chart.start if chart.start is not None else min((j.start for j in chart.jobs), default=t0))
-    step = _tick_step(t1 - t0)
-    ax.xaxis.set_major_locator(MultipleLocator(step, offset=0 if epoch else origin % step))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: _time_text(x, epoch, origin)))
+    x0, x1 = clock(t0), clock(t1)
+    step = _tick_step(x1 - x0)
+    ticks = []
+    for a, b in clock.segments(x0, x1):
+        ta, tb = clock.inverse(a), clock.inverse(b)
+        shift = (_utc_offset(ta + chart.epoch, zone) + chart.epoch) if epoch else -origin
+        first = math.ceil((ta + shift) / step) * step - shift
+        ticks += [clock(t) for t in np.arange(first, tb + 1e-9, step)]
+    room = (x1 - x0) * 0.05  # labels closer than this to a cut or to each other would collide
+    kept: list[float] = []
+    for x in ticks:
+        if all(abs(x - c) >= room for c, _ in clock.cuts) and (not kept or x - kept[-1] >= room):
+            kept.append(x)
+    ax.xaxis.set_major_locator(FixedLocator(kept))
+    ax.xaxis.set_major_formatter(FuncFormatter(
+        lambda x, _pos: _time_text(clock.inverse(x) + chart.epoch, epoch, origin + chart.epoch, zone)))
     since = "now" if chart.now is not None else f"t={origin:g} s"
-    ax.set_xlabel("time (UTC)" if epoch else f"time (h:mm from {since})")
+    ax.set_xlabel(f"time ({chart.tz})" if epoch else f"time (h:mm from {since})")
     ax.grid(axis="x", color="#cccccc", linewidth=0.4)
     if chart.title:
-        ax.set_title(chart.title)
+        ax.set_title(chart.title, pad=14 if clock.cuts else 6)
+
+
+def _zone(name: str):
+    from zoneinfo import ZoneInfo
+
+    try:
+        return ZoneInfo(name)
+    except (ValueError, OSError, KeyError):
+        return timezone.utc
+
+
+def _utc_offset(t: float, zone) -> float:
+    offset = datetime.fromtimestamp(t, zone).utcoffset()
+    return offset.total_seconds() if offset is not None else 0.0
 
 
 TICK_STEPS = (60, 300, 600, 900, 1800, 3600, 7200, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400)
@@ -483,9 +672,9 @@ def _tick_step(span: float, max_ticks: int = 12) -> float:
     return TICK_STEPS[-1] * math.ceil(span / (TICK_STEPS[-1] * max_ticks))
 
 
-def _time_text(x: float, epoch: bool, origin: float) -> str:
+def _time_text(x: float, epoch: bool, origin: float, zone=timezone.utc) -> str:
     if epoch:
-        return datetime.fromtimestamp(x, timezone.utc).strftime("%m-%d %H:%M")
+        return datetime.fromtimestamp(x, zone).strftime("%m-%d %H:%M")
     minutes = round((x - origin) / 60.0)
     sign = "-" if minutes < 0 else ""
     return f"{sign}{abs(minutes) // 60}:{abs(minutes) % 60:02d}"
@@ -496,17 +685,20 @@ def _date(t: int) -> str:
 
 
 def draw_gantt(chart: GanttChart, path: str | os.PathLike[str], *, max_rows: int = 150, width: float = 14.0,
-               start: int | None = None, end: int | None = None, dpi: int = 100) -> str:
-    """Write ``chart`` to ``path``: SVG for ``.svg``, PNG for ``.png`` (the format follows the extension)."""
+               start: int | None = None, end: int | None = None, dpi: int = 100, colour_by: str = "state",
+               compress_idle: int | None = None) -> str:
+    """Write ``chart`` to ``path``: SVG for ``.svg``, PNG for ``.png`` (``.html``: :func:`oarsched.viz.draw_gantt`)."""
     target = os.fspath(path)
     fmt = Path(target).suffix.lower().lstrip(".")
     if fmt not in ("svg", "png"):
-        raise GanttError(f"{target}: the chart is written as SVG or PNG: name it .svg or .png")
+        raise GanttError(f"{target}: the chart is written as SVG, PNG or an interactive HTML page: "
+                         "name it .svg, .png or .html")
     _matplotlib()
     import matplotlib
 
     with matplotlib.rc_context({"svg.fonttype": "none", "hatch.linewidth": 0.5}):
-        fig = gantt_figure(chart, max_rows=max_rows, width=width, start=start, end=end)
+        fig = gantt_figure(chart, max_rows=max_rows, width=width, start=start, end=end, colour_by=colour_by,
+                           compress_idle=compress_idle)
         try:
             fig.savefig(target, format=fmt, dpi=dpi)
         except OSError as exc:
