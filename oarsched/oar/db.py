@@ -125,7 +125,7 @@ class OarDatabase:
                 try:
                     yield conn
                 except BaseException:
-                    if conn.connection.driver_connection.in_transaction:
+                    if conn.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
                         conn.exec_driver_sql("ROLLBACK")
                     raise
                 conn.exec_driver_sql("COMMIT")
@@ -258,8 +258,8 @@ class OarDatabase:
                     submission_time=checked_int(submitted, "jobs.submission_time", 0, INT32_MAX, null=0),
                     job_type=checked_text(job_type, "jobs.job_type", "PASSIVE"),
                 )
-            except BadValue as exc:
-                exc = JobError(jid, str(exc))
+            except BadValue as bad_value:
+                exc = JobError(jid, str(bad_value))
                 log.error("%s; job skipped", exc)
                 out.errors[jid] = exc.message
                 continue
@@ -308,7 +308,8 @@ class OarDatabase:
                 bad[jid] = str(exc)
         return {jid: list(mlds.values()) for jid, mlds in by_job.items()}  # rows come by moldable id
 
-    def _read_types(self, conn: Connection, ids: Select, bad: dict[int, str]) -> dict[int, dict[str, str]]:
+    def _read_types(self, conn: Connection, ids: Select | Sequence[int],
+                    bad: dict[int, str]) -> dict[int, dict[str, str]]:
         t = self.tables["job_types"]
         stmt = select(t.c.job_id, t.c.type).where(t.c.job_id.in_(ids)).order_by(t.c.job_type_id)
         raw: dict[int, list[str]] = defaultdict(list)
@@ -373,7 +374,7 @@ class OarDatabase:
                 if row.suspended == "YES":
                     suspended_ids.append(jid)
             if type(row.resource_id) is int:  # anything else names no resource (like an unknown id)
-                sj.resources.append(row.resource_id)  # type: ignore[attr-defined]  # built as a list above
+                sj.resources.append(row.resource_id)  # type: ignore[union-attr]  # built as a list above
         if not jobs:
             return []
         bad: dict[int, str] = {}
