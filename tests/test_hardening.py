@@ -410,3 +410,43 @@ def test_endless_config_file(case):
                           capture_output=True, text=True, timeout=120, cwd=case.dir, preexec_fn=limit_memory)
     assert proc.returncode == 1
     _one_error_line(proc.stderr, "/dev/zero", "not an oar.conf")
+
+
+# ------------------------------------------------------------------ 1. a deadline that holds
+def _costly_group(k: int) -> str:
+    """A property expression inside the grammar, close to the 64 KB limit: about half a second to parse."""
+    text = "core IN (" + ",".join(str(100_000 * (k + 1) + i) for i in range(10_000))
+    return text[:65_000].rsplit(",", 1)[0] + ")"
+
+
+def test_costly_job_does_not_stall_its_queue(tmp_path: Path):
+    """A job with 20 moldables of distinct long group properties, that never fits, comes first.
+
+    Round 1 gives up on it when the placement budget runs out (logged with its id) and ends within
+    SCHEDULER_TIMEOUT (not after evaluating all 20); round 2 places the other jobs first.
+    """
+    ids = {}
+
+    def setup(conn: Connection) -> None:
+        ids["costly"] = add_job(conn, moldables=[(100, [("network_address=3", _costly_group(k))])
+                                                 for k in range(20)])
+        ids["good"] = [add_job(conn, request="resource_id=2", walltime=100) for _ in range(2)]
+    case = make_case(tmp_path, setup, conf={"SCHEDULER_TIMEOUT": "4", "LOG_LEVEL": "2"})
+    started = time.monotonic()
+    first = case.run_process()
+    elapsed = time.monotonic() - started
+    assert first.code == 0, first.stderr
+    assert re.search(rf"job {ids['costly']}: given up for this round", first.stderr), first.stderr
+    assert elapsed < 4 + 6, first.stderr  # 20 expressions take ~12 s; the budget is 4 s (+ interpreter start)
+    second = case.run_process("default", str(NOW + 1), "x")
+    assert second.code == 0, second.stderr
+    gantt = case.gantt()
+    assert set(ids["good"]) <= set(gantt), second.stderr
+    assert ids["costly"] not in gantt
+
+
+def test_expression_the_database_cannot_evaluate_is_the_jobs_error(tmp_path: Path):
+    """An OR of 4,000 terms is in the grammar but too deep for SQLite: that job is skipped, the round goes on."""
+    deep = " OR ".join(f"core = {i}" for i in range(4000))
+    BadJobCase(tmp_path, lambda conn: add_job(conn, request="resource_id=1", walltime=10, properties=deep)
+               ).run_and_check("bad property expression", "too large")

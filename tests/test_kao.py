@@ -501,3 +501,56 @@ def test_demo_shows_the_whole_meta_round(tmp_path: Path, capsys):
     finally:
         eng.dispose()
     assert launched and got == launched
+
+
+# ------------------------------------------------------------------------------- one round at a time
+
+@contextmanager
+def round_lock_held(case: Case, seconds: float) -> Iterator[None]:
+    """Another scheduling round (``oarsched-kamelot``'s transaction) holding the database for ``seconds``."""
+    from oarsched.oar.db import OarDatabase
+
+    db = OarDatabase(case.url)
+    taken = threading.Event()
+
+    def hold() -> None:
+        with db.round_transaction():
+            taken.set()
+            time.sleep(seconds)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert taken.wait(30)
+    try:
+        yield
+    finally:
+        t.join()
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_kao_waits_for_a_running_round_then_runs(tmp_path: Path, backend: str, request):
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    case = make_case(tmp_path, lambda c: add_job(c, request="resource_id=2", walltime=600), url=url)
+    with endpoints(case) as got, round_lock_held(case, 1.5):
+        code, err = run(case)
+    assert code == 0, err
+    assert query(case, "SELECT state FROM jobs") == [("toLaunch",)]
+    assert got["bipbip"] == [{"job_id": 1, "cmd": "OARRUN", "args": []}]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_kao_gives_up_a_round_when_another_holds_the_database_too_long(tmp_path: Path, backend: str, request,
+                                                                        monkeypatch):
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    case = make_case(tmp_path, lambda c: add_job(c, request="resource_id=2", walltime=600), url=url)
+    monkeypatch.setattr(kao, "LOCK_WAIT_MIN", 0.5)
+    case.write_conf({"SCHEDULER_TIMEOUT": "0"})
+    before = dump(case)
+    with endpoints(case) as got, round_lock_held(case, 4):
+        code, err = run(case)
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("oarsched-kao:")]
+    assert len(lines) == 1 and "another scheduling round is running" in lines[0], err
+    assert dump(case) == before
+    assert got == {"almighty": [], "bipbip": []}

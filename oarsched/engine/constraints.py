@@ -24,14 +24,27 @@ Selector = Callable[[properties.Expr | None], Iterable[int]]
 """Resource ids an expression selects (in memory, or by the database)."""
 
 
-class GroupConstraints:
-    """Constraint sets (bitsets) of resource groups, cached per (job, group) property text."""
+class GivenUp(JobError):
+    """A job whose placement ran out of the round's time: given up for this round, not malformed."""
 
-    def __init__(self, platform: Platform, select: Selector | None = None) -> None:
+
+class GroupConstraints:
+    """Constraint sets (bitsets) of resource groups, cached per (job, group) property text.
+
+    ``should_stop``: asked before each expression not seen yet (parsing and
+    evaluating one may take a second: a job with many long ones could hold a
+    round far past its deadline); once it says True, the job being placed
+    is given up for this round (:class:`GivenUp`, its id in :attr:`given_up`).
+    """
+
+    def __init__(self, platform: Platform, select: Selector | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> None:
         self.platform = platform
         self.default_set = bitset.from_mask(platform.default_type)
         self._select = select or self._select_in_memory
         self._cache: dict[tuple[str, str], np.ndarray] = {}
+        self.should_stop = should_stop
+        self.given_up: set[int] = set()
 
     def _select_in_memory(self, expr: properties.Expr | None) -> list[int]:
         positions = properties.select_resources(expr, self.platform.resources)
@@ -45,6 +58,10 @@ class GroupConstraints:
         if not key[0] and key[1] in ("", DEFAULT_TYPE_PROPERTY):
             result = self.default_set
         else:
+            if self.should_stop is not None and self.should_stop():
+                self.given_up.add(job.id)
+                raise GivenUp(job.id, "given up for this round: its property expressions were still being "
+                                      "evaluated when the round's time budget ran out")
             try:
                 # the AND of both expressions as written (OAR3 pastes the texts, see docs/differences)
                 expr = properties.combine(key[0], key[1], oar_precedence=False)

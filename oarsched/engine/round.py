@@ -250,6 +250,8 @@ class RoundOptions:
     plugins: PluginRegistry | None = None
     max_explained: int = MAX_EXPLAINED
     """Unplaced jobs checked for a request that never fits (0: none)."""
+    deferred: frozenset[int] = frozenset()
+    """Jobs placed after all the others (in their order): those an earlier round gave up on."""
 
 
 @dataclass
@@ -303,6 +305,9 @@ def run_round(platform: Platform, jobs: Sequence[Job], scheduled: Iterable[Sched
     if search is None:
         search = Search(platform, options.scheduler, constraints=options.constraints, plugins=options.plugins)
     ordered, karma = _order(jobs, options)
+    if options.deferred:
+        ordered = ([j for j in ordered if j.id not in options.deferred]
+                   + [j for j in ordered if j.id in options.deferred])
     if options.max_jobs is not None:
         ordered = ordered[:options.max_jobs]
     skipped: dict[int, str] = {}

@@ -49,6 +49,9 @@ _OFFSETS = "temp.oarsched_offsets"
 _JOB_VALUES = "temp.oarsched_job_values"
 
 
+GIVEN_UP_MARK = "oarsched: given up"
+"""Start of ``jobs.scheduler_info`` for a job a round gave up on: the next rounds place it after the others."""
+
 ROUND_LOCK_KEY = 0x6F61727363686564
 """PostgreSQL advisory lock of the scheduling rounds ("oarsched" in ASCII)."""
 
@@ -240,6 +243,22 @@ class OarDatabase:
             return self._make_jobs(rows, self._read_moldables(conn, ids, bad), self._read_types(conn, ids, bad),
                                    self._read_dependencies(conn, ids, bad), bad)
 
+    def read_given_up(self, conn: Connection, queues: Sequence[str]) -> frozenset[int]:
+        """Waiting jobs of ``queues`` an earlier round gave up on (marked in ``jobs.scheduler_info``)."""
+        jobs_t = self.tables["jobs"]
+        if "scheduler_info" not in jobs_t.c:
+            return frozenset()
+        return frozenset(conn.execute(
+            select(jobs_t.c.job_id).where(jobs_t.c.state == "Waiting", jobs_t.c.queue_name.in_(list(queues)),
+                                          jobs_t.c.scheduler_info.startswith(GIVEN_UP_MARK, autoescape=True))
+        ).scalars())
+
+    def mark_given_up(self, conn: Connection, marks: dict[int, str]) -> None:
+        """Write ``jobs.scheduler_info`` of jobs given up on (``marks``: id -> why; "" clears the mark)."""
+        if "scheduler_info" in self.tables["jobs"].c:
+            self.update_jobs(conn, "scheduler_info",
+                             {jid: f"{GIVEN_UP_MARK}: {why}"[:255] if why else "" for jid, why in marks.items()})
+
     def _make_jobs(self, rows, moldables: dict[int, list[Moldable]], types: dict[int, dict[str, str]],
                    deps: dict[int, list[Dependency]], bad: dict[int, str]) -> JobRows:
         out = JobRows()
@@ -309,7 +328,9 @@ class OarDatabase:
         return {jid: list(mlds.values()) for jid, mlds in by_job.items()}  # rows come by moldable id
 
     def _read_types(self, conn: Connection, ids: Select | Sequence[int],
-                    bad: dict[int, str]) -> dict[int, dict[str, str]]:
+                    bad: dict[int, str] | None = None) -> dict[int, dict[str, str]]:
+        """Types of the jobs ``ids`` selects; a job with a bad type row goes to ``bad`` (id -> why)."""
+        bad = {} if bad is None else bad
         t = self.tables["job_types"]
         stmt = select(t.c.job_id, t.c.type).where(t.c.job_id.in_(ids)).order_by(t.c.job_type_id)
         raw: dict[int, list[str]] = defaultdict(list)

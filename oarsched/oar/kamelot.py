@@ -30,8 +30,15 @@ What the entrypoint guarantees (tested in ``tests/test_bad_input.py`` and
   exactly what the full round would have decided for them); the jobs not
   considered are logged and keep waiting for the next round, which considers
   them again in priority order.  The first job of the round is always
-  considered, so every round makes progress.  A job being placed is never
-  interrupted.
+  considered, so every round makes progress.  A job whose placement is still
+  evaluating new property expressions when the placement budget runs out is
+  given up for this round (logged with its id) and marked in
+  ``jobs.scheduler_info``: later rounds place it after the other jobs.  The
+  budget counts from the process start; on PostgreSQL every lock wait and
+  statement is bounded by what is left of it.
+* **one round at a time per database** (:meth:`OarDatabase.round_transaction`):
+  a round that cannot get the round lock within its budget writes nothing
+  and exits 0 with one line.
 """
 from __future__ import annotations
 
@@ -44,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from sqlalchemy import select
-from sqlalchemy.exc import DataError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from oarsched.engine.constraints import GroupConstraints
 from oarsched.engine.quotas import QuotaState
@@ -64,6 +71,9 @@ PROG = "oarsched-kamelot"
 
 PLACEMENT_SHARE = 0.5
 """Share of ``SCHEDULER_TIMEOUT`` the placement loop may use; the rest is left for writing."""
+
+MIN_WAIT = 1.0
+"""Seconds a lock wait or a statement may always take, however little of the budget is left."""
 
 
 @dataclass
@@ -113,8 +123,9 @@ class Deadline:
         return self.clock() >= self.at
 
     def remaining(self) -> float:
-        """Seconds left of the round's whole budget (at least a millisecond: a wait of 0 means forever)."""
-        return max(0.001, self.end - self.clock())
+        """Seconds left of the round's whole budget, at least :data:`MIN_WAIT` (what a lock wait or a
+        statement is allowed: a round started late still gets a chance to run)."""
+        return max(MIN_WAIT, self.end - self.clock())
 
     def describe(self) -> str:
         if self.timeout is None:
@@ -149,7 +160,9 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
                 besteffort_round=(queue == "besteffort"),
                 quotas=_quota_state(config, platform),
             ),
-            constraints=GroupConstraints(platform, select=_guarded_select(db, conn)),
+            constraints=GroupConstraints(platform, select=_guarded_select(db, conn),
+                                         should_stop=deadline.expired if deadline is not None else None),
+            deferred=db.read_given_up(conn, [queue]),
         )
         t2 = time.perf_counter()
         outcome = run_round(platform, rows.jobs, scheduled, options,
@@ -168,9 +181,20 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
             log.info("queue %s: writing %d decisions", queue, len(result.assignments))
             report.resource_rows = db.write_decisions(conn, result, messages, placed_karma,
                                                       outcome.considered_starts())
+            db.mark_given_up(conn, _given_up_marks(options, result, now))
     report.timings = {"read": t2 - t0, "schedule": t3 - t2, "write": time.perf_counter() - t3}  # write includes the commit
     _log_round(report)
     return report
+
+
+def _given_up_marks(options: RoundOptions, result: ScheduleResult, now: int) -> dict[int, str]:
+    """``jobs.scheduler_info`` to write: the jobs given up on this round are marked (the next rounds place
+    them after the others, so that one costly job cannot hold the head of the queue round after round);
+    the marked jobs placed this round are cleared."""
+    given_up = options.constraints.given_up if isinstance(options.constraints, GroupConstraints) else set()
+    marks = {jid: f"round at {now}: out of time while placing it" for jid in given_up if jid in result.errors}
+    marks.update({jid: "" for jid in options.deferred if jid in result.assignments})
+    return marks
 
 
 def decision_messages(result: ScheduleResult, message_info: dict[int, tuple[str, str, str]],
@@ -203,8 +227,8 @@ def _guarded_select(db: OarDatabase, conn) -> Callable[[object], list[int]]:
                 return db.resource_ids_matching(conn, expr)
             with conn.begin_nested():
                 return db.resource_ids_matching(conn, expr)
-        except (ProgrammingError, DataError) as exc:  # the expression's fault; a lost connection is not
-            if exc.connection_invalidated:
+        except DBAPIError as exc:  # the expression's fault (SQLite: too deep, too many terms...); a lost connection is not
+            if exc.connection_invalidated or conn.invalidated or conn.closed:
                 raise
             raise PropertyError(f"the database refused {expr}: {one_line(_first_line(exc))}") from None
 

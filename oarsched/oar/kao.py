@@ -64,7 +64,7 @@ from oarsched.engine.search import SchedulerOptions, Search
 from oarsched.errors import OarschedError, UsageError
 from oarsched.model.platform import Platform
 from oarsched.oar.config import OarConfig, setup_logging
-from oarsched.oar.db import OarDatabase, job_message
+from oarsched.oar.db import OarDatabase, RoundLocked, job_message
 from oarsched.oar.kamelot import _fail as kamelot_fail
 from oarsched.oar.kamelot import (
     _first_line,
@@ -433,10 +433,16 @@ def _resume_script_failure(config: OarConfig, job_id: int) -> str | None:
 
 # -- notification failures --------------------------------------------------------------------------
 
-def run_kao(db: OarDatabase, config: OarConfig, now: int, *, notify: bool = True) -> KaoResult:
-    """One whole round: decisions and writes in one transaction, then the notifications."""
+def run_kao(db: OarDatabase, config: OarConfig, now: int, *, notify: bool = True,
+            lock_wait: float | None = None) -> KaoResult:
+    """One whole round: decisions and writes in one transaction, then the notifications.
+
+    The transaction holds the database's round lock (:meth:`OarDatabase.round_transaction`), the
+    one ``oarsched-kamelot`` takes: a kao round and a queue's external scheduler never read the same
+    free resources at once.  ``lock_wait``: seconds to wait for it (None: as long as it takes).
+    """
     frag_user = os.environ.get("OARDO_USER") or os.environ.get("USER")
-    with db.engine.begin() as conn:
+    with db.round_transaction(lock_wait) as conn:
         mdb = MetaDb(db, conn, now, frag_user)
         result = KaoRound(db, config, mdb, now).run()
     if not notify:
@@ -454,7 +460,7 @@ def run_kao(db: OarDatabase, config: OarConfig, now: int, *, notify: bool = True
 def _after_refused(db: OarDatabase, now: int, frag_user: str | None, result: KaoResult,
                    refused: list[TcpMessage]) -> Outbox:
     outbox = Outbox()
-    with db.engine.begin() as conn:
+    with db.round_transaction() as conn:
         mdb = MetaDb(db, conn, now, frag_user)
         for msg in refused:
             if msg.on_refused == "lost_session":
@@ -482,6 +488,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+LOCK_WAIT_MIN = 30.0
+"""Seconds kao waits at least for the round lock (a queue's external scheduler may hold it for its
+whole SCHEDULER_TIMEOUT)."""
+
+
+def lock_wait(config: OarConfig) -> float:
+    """How long kao waits for the round lock: ``SCHEDULER_TIMEOUT``, at least :data:`LOCK_WAIT_MIN`."""
+    timeout = config.get_float("SCHEDULER_TIMEOUT")
+    return max(LOCK_WAIT_MIN, timeout if timeout > 0 else 0.0)
+
+
 def database_now(db: OarDatabase) -> int:
     """The database's clock, as OAR3's ``get_date``."""
     from sqlalchemy import text
@@ -504,7 +521,13 @@ def main(argv: list[str] | None = None) -> int:
         db = OarDatabase(config.sqlalchemy_url())
         if now is None:
             now = database_now(db)
-        result = run_kao(db, config, now)
+        result = run_kao(db, config, now, lock_wait=lock_wait(config))
+    except RoundLocked as exc:  # another round holds the database: Almighty runs kao again soon
+        line = f"{exc}: no decision this round"
+        if logging_ready:
+            log.warning("%s", line)
+        print(f"{PROG}: {line}", file=sys.stderr)
+        return 0
     except OarschedError as exc:
         return _fail(f"error: {exc}", logging_ready)
     except SQLAlchemyError as exc:
