@@ -9,22 +9,12 @@ extensions = [
     Extension(
         f"oarsched._core.{name}",
         [f"oarsched/_core/{name}.pyx"],
-        include_dirs=[numpy.get_include()],
+        include_dirs=[numpy.get_include(), "oarsched/_core"],  # popcount.h
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
     )
     for name in CORE_MODULES
 ]
 
-setup(
-    ext_modules=cythonize(
-        extensions,
-        language_level=3,
-        compiler_directives={
-            "boundscheck": False,
-            "wraparound": False,
-            "cdivision": True,
-            "initializedcheck": False,
-        },
-    )
-)
+# The compiler directives are at the top of each .pyx.
+setup(ext_modules=cythonize(extensions))

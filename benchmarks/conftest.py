@@ -40,4 +40,4 @@ def load_workload(workload_cache):
 
 
 # the PostgreSQL server fixture of the test suite (one throwaway server per session)
-from tests.pgserver import pg_server  # noqa: F401
+from tests.pgserver import pg_server  # noqa: E402, F401

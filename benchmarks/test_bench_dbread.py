@@ -12,15 +12,14 @@ Measure: ``python -m pytest benchmarks/test_bench_dbread.py --benchmark-enable``
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from oarsched.oar.config import OarConfig
 from oarsched.oar.db import OarDatabase
 from oarsched.oar.kamelot import schedule_queue
-from oarsched.oar.config import OarConfig
 from tests.oarcase import NOW, add_many_jobs, add_many_resources, make_case
 
 RESOURCES = 200_000

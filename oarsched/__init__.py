@@ -16,12 +16,28 @@ from oarsched import _core  # noqa: F401  (fails with a build hint when the core
 from oarsched.engine.scheduler import (
     Assignment,
     ScheduledJob,
-    ScheduleResult,
     Scheduler,
+    ScheduleResult,
     SchedulerOptions,
 )
-from oarsched.errors import ConfigError, DatabaseError, JobError, OarschedError, PlatformError, PropertyError
-from oarsched.model.job import ALL, BEST, HALF_BEST, Dependency, Job, Moldable, ResourceGroup, parse_request
+from oarsched.errors import (
+    ConfigError,
+    DatabaseError,
+    JobError,
+    OarschedError,
+    PlatformError,
+    PropertyError,
+)
+from oarsched.model.job import (
+    ALL,
+    BEST,
+    HALF_BEST,
+    Dependency,
+    Job,
+    Moldable,
+    ResourceGroup,
+    parse_request,
+)
 from oarsched.model.platform import MAX_TIME, Platform, Resource
 
 __version__ = "0.1.0"
@@ -48,7 +64,7 @@ def schedule(
 
     ``scheduled`` are jobs already placed (running jobs, reservations).
     ``quotas`` is a rules dict in OAR3's quotas JSON form, or a
-    :class:`oarsched.model.quotas.QuotasConfig`.  Returns a
+    :class:`oarsched.quotas.QuotasConfig`.  Returns a
     :class:`ScheduleResult`: ``result[job_id].start_time``, ``.resources``...
     """
     quota_state = None

@@ -6,70 +6,8 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 
 from oarsched.errors import OarschedError
-
-
-def _ranges(ids: list[int]) -> str:
-    """``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
-    out, start, prev = [], None, None
-    for i in sorted(ids):
-        if start is None:
-            start = prev = i
-        elif i == prev + 1:
-            prev = i
-        else:
-            out.append(f"{start}-{prev}" if prev != start else f"{start}")
-            start = prev = i
-    if start is not None:
-        out.append(f"{start}-{prev}" if prev != start else f"{start}")
-    return ",".join(out)
-
-
-def gantt_table(db, now: int) -> str:
-    """A readable table of what the gantt tables hold now."""
-    from sqlalchemy import select
-
-    t = db.tables
-    jobs, gp, gr, m = t["jobs"], t["gantt_jobs_predictions"], t["gantt_jobs_resources"], t["moldable_job_descriptions"]
-    hosts = {}
-    with db.engine.connect() as conn:
-        for rid, host in conn.execute(select(t["resources"].c.resource_id, t["resources"].c.network_address)):
-            hosts[int(rid)] = host
-        rows = conn.execute(
-            select(jobs.c.job_id, jobs.c.queue_name, jobs.c.state, jobs.c.job_user, jobs.c.reservation,
-                   gp.c.start_time, m.c.moldable_walltime, gr.c.resource_id)
-            .join(m, m.c.moldable_id == gp.c.moldable_job_id)
-            .join(jobs, jobs.c.job_id == m.c.moldable_job_id)
-            .join(gr, gr.c.moldable_job_id == gp.c.moldable_job_id)
-            .order_by(gp.c.start_time, jobs.c.job_id)
-        ).all()
-        waiting = conn.execute(
-            select(jobs.c.job_id, jobs.c.queue_name, jobs.c.message).where(jobs.c.state == "Waiting")
-        ).all()
-    by_job: dict[int, dict] = {}
-    for r in rows:
-        j = by_job.setdefault(r.job_id, {"queue": r.queue_name, "state": r.state, "user": r.job_user,
-                                         "ar": r.reservation, "start": r.start_time, "wall": r.moldable_walltime,
-                                         "res": []})
-        j["res"].append(int(r.resource_id))
-    lines = [f"{'job':>4}  {'queue':<10} {'state':<9} {'user':<6} {'start (+s from now)':<27} {'walltime':>8}  "
-             f"{'#res':>4}  nodes: resource ids"]
-    for jid, j in by_job.items():
-        start = datetime.fromtimestamp(j["start"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        state = "AR" if j["ar"] == "Scheduled" else j["state"]
-        by_host: dict[str, list[int]] = {}
-        for rid in j["res"]:
-            by_host.setdefault(str(hosts.get(rid)), []).append(rid)
-        where = " ".join(f"{h}:{_ranges(ids)}" for h, ids in by_host.items())
-        lines.append(f"{jid:>4}  {j['queue']:<10} {state:<9} {j['user'] or '':<6} {start} ({j['start'] - now:+7d}s)    "
-                     f"{j['wall']:>8}  {len(j['res']):>4}  {where}")
-    unplaced = [w for w in waiting if w.job_id not in by_job]
-    if unplaced:
-        lines.append("")
-        lines.append("not placed: " + ", ".join(f"{w.job_id} ({w.queue_name})" for w in unplaced))
-    return "\n".join(lines)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -100,7 +38,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for jid, why in sorted(report.result.unscheduled.items()):
             print(f"    job {jid}: {why}")
     print(f"\nscheduling took {total * 1000:.1f} ms in all\n")
-    print(gantt_table(db, now))
+    print(demo.gantt_table(db, now))
     _demo_gantt(db, config, now, folder)
     print(f"\nthe same round as OAR3 runs it: OARCONFFILE={conf_path} oarsched-kamelot default {now}")
     _demo_meta_round(db, config, now, conf_path)
@@ -258,7 +196,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     platform, config, queues = _sim_setup(args, workload)
     quotas = None
     if args.quotas:
-        from oarsched.model.quotas import QuotasConfig
+        from oarsched.quotas import QuotasConfig
 
         quotas = QuotasConfig.from_file(args.quotas, nb_resources_all=platform.nb_default_not_dead)
     oversize = _oversize(workload, platform)
@@ -297,7 +235,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if interrupted:
         name, result = interrupted[0]
         done = sum(1 for r in result.records if r.status not in ("running", "not_started"))
-        where = f"; resume with the same command and --resume" if args.out else \
+        where = "; resume with the same command and --resume" if args.out else \
             " (give --out to keep a checkpoint and resume)"
         print(f"interrupted: {name} stopped at simulated time {result.interrupted_at} with {done} of "
               f"{len(result.records)} jobs done; what is done is written{where}", file=sys.stderr)

@@ -3,7 +3,7 @@
 - ``oarsched.model.job.parse_request`` (``oarsub -l`` text): ``JobError``;
 - ``oarsched.oar.config.read_conf_file`` / ``OarConfig`` accessors, ``parse_perl_hash``,
   ``parse_resource_order``: ``ConfigError``;
-- ``oarsched.model.quotas.QuotasConfig.from_dict`` / ``from_file``: ``ConfigError``;
+- ``oarsched.quotas.QuotasConfig.from_dict`` / ``from_file``: ``ConfigError``;
 - property expressions: ``tests/test_properties.py`` fuzzes the parser, its
   SQL and its evaluation; here only ``combine`` (the job AND group filter) and
   the expressions PostgreSQL refuses after SQLite accepted them.
@@ -23,10 +23,17 @@ from hypothesis import strategies as st
 
 from oarsched.errors import ConfigError, JobError, PropertyError
 from oarsched.model import properties
-from oarsched.model.job import HALF_BEST, Dependency, Job, dependency_cycles, parse_request, validate_job
-from oarsched.model.quotas import QuotasConfig
+from oarsched.model.job import (
+    HALF_BEST,
+    Dependency,
+    Job,
+    dependency_cycles,
+    parse_request,
+    validate_job,
+)
 from oarsched.oar.config import OarConfig, parse_perl_hash, parse_resource_order, read_conf_file
 from oarsched.oar.property_sql import to_sqlalchemy
+from oarsched.quotas import QuotasConfig
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -18,14 +18,14 @@ from typing import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from oarsched.errors import PropertyError
 from oarsched.oar.db import ROUND_LOCK_KEY
 from oarsched.oar.submit import add_job, add_queue, add_running_job
 from tests.oarcase import NOW, add_many_jobs, make_case
-from tests.test_bad_input import FIRST_PLACE, LAST_PLACE, BadJobCase
+from tests.test_bad_input import BadJobCase
 
 
 # ------------------------------------------------------------------ 2. many waiting jobs

@@ -57,7 +57,7 @@ from oarsched._core.slotset import MAX_TIME, SlotSet
 from oarsched.engine.checks import overlaps
 from oarsched.engine.quotas import QuotaState
 from oarsched.engine.slots import Occupation, give, insert_jobs, new_slot_set, occupy
-from oarsched.model.quotas import QuotasConfig
+from oarsched.quotas import QuotasConfig
 
 N = 32
 DAY = 86400

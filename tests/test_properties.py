@@ -13,7 +13,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from oarsched.errors import PropertyError
 from oarsched.model.platform import Resource
-from oarsched.oar.property_sql import to_sqlalchemy
 from oarsched.model.properties import (
     MAX_LENGTH,
     And,
@@ -32,6 +31,7 @@ from oarsched.model.properties import (
     parse_property,
     select_resources,
 )
+from oarsched.oar.property_sql import to_sqlalchemy
 from tests.conftest import require_shared, shared_dir
 from tests.pgserver import copy_sqlite_to_pg, sqlite_ro_url
 

@@ -1,4 +1,4 @@
-"""OAR3 quotas model (``oarsched.model.quotas``).
+"""OAR3 quotas model (``oarsched.quotas``).
 
 * parsing of the rules file, rule lookup, counters, window check and the
   calendar, with the outcomes of OAR3's ``tests/kao/test_quotas.py`` and
@@ -33,7 +33,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oarsched.errors import ConfigError
-from oarsched.model.quotas import (
+from oarsched.quotas import (
     AVAILABLE_UPTO_JOB,
     DAY,
     MAX_TIME,
@@ -107,7 +107,7 @@ def first_blocks(blocks: list[frozenset], n: int) -> Pick:
 
 class MiniSlots:
     """Slots as OAR3 keeps them (splits, security of ``t == b``, counters copied on
-    split), with quotas applied as the docstring of ``oarsched.model.quotas`` says."""
+    split), with quotas applied as the docstring of ``oarsched.quotas`` says."""
 
     def __init__(
         self,

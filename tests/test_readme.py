@@ -15,8 +15,6 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import REPO
 
 SECTIONS = ("## Simulation", "## Gantt charts")

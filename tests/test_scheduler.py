@@ -4,7 +4,16 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oarsched import Dependency, Job, Moldable, Platform, Resource, ResourceGroup, ScheduledJob, schedule
+from oarsched import (
+    Dependency,
+    Job,
+    Moldable,
+    Platform,
+    Resource,
+    ResourceGroup,
+    ScheduledJob,
+    schedule,
+)
 from oarsched.engine.checks import dependency_violations, overlaps, request_violations
 from oarsched.engine.scheduler import Scheduler, SchedulerOptions
 from tests.strategies import LEVEL_CHAINS, nested_platforms

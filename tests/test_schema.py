@@ -14,9 +14,9 @@ from oarsched.oar.schema import (
     REQUIRED_COLUMNS,
     STANDARD_RESOURCE_COLUMNS,
     create_schema,
-    resource_site_columns,
     make_metadata,
     reflect_tables,
+    resource_site_columns,
 )
 from tests.oarrows import (
     SUBMIT_TABLES,

@@ -29,10 +29,10 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from oarsched._core.hierarchy import Hierarchy, Request
-from oarsched._core.slotset import MAX_TIME, SlotSet
 
 from oarsched._core import bitset
+from oarsched._core.hierarchy import Hierarchy, Request
+from oarsched._core.slotset import MAX_TIME, SlotSet
 from oarsched.engine import reference
 
 

@@ -4,7 +4,7 @@ These modules are Cython extensions built by ``pip install .``; there is no
 pure-Python fallback, so a missing build fails loudly here.
 """
 try:
-    from oarsched._core import bitset, hierarchy, slotset  # noqa: F401
+    from . import bitset, hierarchy, slotset  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     raise ImportError(
         "oarsched's compiled core (oarsched/_core/*.pyx) is not built: "

@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Hierarchy matcher: OAR3's scattered block extraction over bitsets.
 
 A request such as ``switch=1/network_address=2/core=4`` is matched level by
@@ -19,7 +19,8 @@ from oarsched._core.bitset cimport (
 
 cnp.import_array()
 
-DEF MAX_DEPTH = 32
+cdef enum:
+    MAX_DEPTH = 32
 
 
 cdef int64_t* _p64(cnp.ndarray arr):

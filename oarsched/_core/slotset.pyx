@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The slot set: free resources through time, OAR3's ``SlotSet`` over bitsets.
 
 Slots are kept in a linked list (ids never reused, 0 = none) with inclusive
@@ -22,13 +22,14 @@ from libc.stdlib cimport calloc, realloc
 from libc.stdlib cimport free as c_free
 from libc.string cimport memcpy
 from oarsched._core.bitset cimport (
-    word, nwords, bs_copy, bs_fill, bs_iand, bs_ior, bs_iandnot, bs_and,
+    word, nwords, bs_copy, bs_iand, bs_ior, bs_iandnot, bs_and,
 )
 from oarsched._core.hierarchy cimport Request
 
 cnp.import_array()
 
 MAX_TIME = 2**31
+"""End of OAR3's time line (``oar.kao.slot.MAX_TIME``): the end of every slot set (oarsched's one definition)."""
 
 
 def _grown(arr, Py_ssize_t cap):
@@ -260,7 +261,8 @@ cdef class SlotSet:
         return s
 
     def get_encompassing_slots(self, int64_t t0, int64_t t1, int64_t first_id=0):
-        """``(left, right)``: first slot ending at or after ``t0``, then first ending at or after ``t1`` (or the last)."""
+        """``(left, right)``: first slot ending at or after ``t0``, then first ending at or after ``t1``
+        (or the last)."""
         cdef int64_t sl = first_id if first_id else self.first_id
         while self.e[sl] < t0 and self.nxt[sl] != 0:
             sl = self.nxt[sl]
@@ -566,7 +568,7 @@ cdef class WindowCache:
         """``(shape, counts array)`` of a key, or None when it has a keyword count or an odd form."""
         cdef Py_ssize_t i = 0
         try:
-            w, parts = key
+            _w, parts = key
             shape = tuple([(tuple([lbl for lbl, _ in levels]), cons) for levels, cons in parts])
             counts = [n for levels, _ in parts for _, n in levels]
         except (TypeError, ValueError):

@@ -23,7 +23,7 @@ from oarsched.model.job import (
     timesharing_key,
 )
 from oarsched.model.platform import MAX_TIME, Platform
-from oarsched.model.quotas import QuotasConfig, RuleKey, _counted_keys
+from oarsched.quotas import QuotasConfig, RuleKey, counted_keys
 
 
 def _shares(a, b) -> bool:
@@ -41,7 +41,7 @@ def _shares(a, b) -> bool:
 def overlaps(platform: Platform, jobs: Sequence[Job], result: ScheduleResult,
              scheduled: Iterable[ScheduledJob] = (), security_time: int = 0) -> list[str]:
     """Pairs of jobs using one resource at the same time without being allowed to share it."""
-    spans = []  # (job-like, start, end, resource ids)
+    spans: list[tuple[Any, int, int, set[int]]] = []  # (job-like, start, end, resource ids)
     by_id = {j.id: j for j in jobs}
     for a in result.assignments.values():
         spans.append((by_id[a.job_id], a.start_time, a.start_time + a.walltime - 1, set(a.resources)))
@@ -136,13 +136,13 @@ def quota_violations(platform: Platform, jobs: Sequence[Job], result: ScheduleRe
     """Instants where the jobs a quota rule governs hold more resources, or are more jobs, than it allows.
 
     ``rules`` is OAR3's quotas JSON as a dict (as given to
-    :func:`oarsched.schedule`) or a :class:`~oarsched.model.quotas.QuotasConfig`;
+    :func:`oarsched.schedule`) or a :class:`~oarsched.quotas.QuotasConfig`;
     only rules without a calendar are supported, and only the two
     instantaneous limits (resources, jobs) are checked, not resource-time.
 
     OAR3 checks a job against the one rule its lookup finds (greedy descent
     queue, project, first type, user; :meth:`Rules.find
-    <oarsched.model.quotas.Rules.find>`): the rule's counter key ``K`` (``/``
+    <oarsched.quotas.Rules.find>`): the rule's counter key ``K`` (``/``
     replaced by the job's value) holds every job whose counted keys include
     ``K``, and the job is admitted when that counter plus itself stays within
     the limit over its whole span.  The guarantee that follows, and what this
@@ -165,8 +165,8 @@ def quota_violations(platform: Platform, jobs: Sequence[Job], result: ScheduleRe
     """
     config = _quotas_config(rules, platform)
     before = _spans_before_round(platform, list(scheduled), security_time, besteffort_round)
-    groups: dict[tuple[str, RuleKey, tuple], list[_QuotaSpan]] = {}
-    limits_of: dict[tuple[str, RuleKey, tuple], tuple[int, int, int]] = {}
+    groups: dict[tuple[str, RuleKey | None, tuple], list[_QuotaSpan]] = {}
+    limits_of: dict[tuple[str, RuleKey | None, tuple], tuple[int, int, int]] = {}
     for span in _spans_of_round(platform, jobs, result):
         limits, rule_key, counter_key = config.default_rules.find(span.view)
         if limits is None or (limits[0] < 0 and limits[1] < 0):
@@ -241,7 +241,7 @@ def _spans_before_round(platform: Platform, scheduled: list[ScheduledJob], secur
 
 def _repeats(span: _QuotaSpan, counter_key: tuple, config: QuotasConfig) -> int:
     """How many times the job's counted keys include ``counter_key`` (1, or more with repeated types)."""
-    return sum(1 for k in _counted_keys(span.view, config.job_types) if k == counter_key)
+    return sum(1 for k in counted_keys(span.view, config.job_types) if k == counter_key)
 
 
 def _group_violations(members: list[_QuotaSpan], others: list[_QuotaSpan], key: tuple,

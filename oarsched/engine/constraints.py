@@ -20,7 +20,7 @@ from oarsched.model.platform import Platform
 
 DEFAULT_TYPE_PROPERTY = "type = 'default'"
 
-Selector = Callable[[properties.Expr], Iterable[int]]
+Selector = Callable[[properties.Expr | None], Iterable[int]]
 """Resource ids an expression selects (in memory, or by the database)."""
 
 
@@ -46,7 +46,7 @@ class GroupConstraints:
         self.should_stop = should_stop
         self.given_up: set[int] = set()
 
-    def _select_in_memory(self, expr: properties.Expr) -> list[int]:
+    def _select_in_memory(self, expr: properties.Expr | None) -> list[int]:
         positions = properties.select_resources(expr, self.platform.resources)
         return [self.platform.resources[i].id for i in positions]
 

@@ -126,9 +126,9 @@ def besteffort_to_kill(candidates: Iterable[GanttJob], besteffort: Iterable[Best
             claims[rid] = job
     kill: dict[int, BesteffortJob] = {}
     for rid, job in claims.items():
-        be = by_rid.get(rid)
-        if be is not None and be.id != job.id:
-            kill.setdefault(be.id, be)
+        holder = by_rid.get(rid)
+        if holder is not None and holder.id != job.id:
+            kill.setdefault(holder.id, holder)
     return list(kill.values())
 
 

@@ -38,7 +38,6 @@ from oarsched.engine.quotas import QuotaState
 from oarsched.engine.search import Choice, CompiledMoldable, Found, Search
 from oarsched.engine.slots import SlotSet, share_extension
 from oarsched.model.job import ALLOW, Job, placeholder_of, quota_view, timesharing_key
-from oarsched.model.quotas import UNASSIGNED_RULES_ID, check_window
 from oarsched.plugins.api import (
     AssignContext,
     GroupRequest,
@@ -52,6 +51,7 @@ from oarsched.plugins.api import (
     set_to_indices,
 )
 from oarsched.plugins.registry import PluginCall, parse_plugin_call
+from oarsched.quotas import UNASSIGNED_RULES_ID, check_window
 
 
 def choose(search: Search, ss: SlotSet, job: Job, moldables: Sequence[CompiledMoldable],
@@ -120,6 +120,8 @@ class JobSearch:
         self.min_start = min_start
         self.quotas: QuotaState | None = search.quotas
         self.with_quotas = self.quotas is not None and not job.no_quotas
+        self.checked = self.quotas if self.with_quotas else None
+        """The quotas that check this job (None: quotas off, or a no_quotas job)."""
         self.quota_job = quota_view(job) if self.with_quotas else None
         self.finder = finder
         self._share = (timesharing_key(job), *placeholder_of(job.types))
@@ -184,7 +186,7 @@ class JobSearch:
              ) -> tuple[int, int, np.ndarray] | None:
         """The compiled search's windows, in Python: ``(L, R, resources)`` of the first accepted match."""
         ss = self.ss
-        calendar = self.quotas.calendar if self.with_quotas else None
+        calendar = self.checked.calendar if self.checked is not None else None
         left = start_sid or ss.first_id
         right = left
         while left:
@@ -199,9 +201,10 @@ class JobSearch:
                 if not right:
                     return None
             if calendar is not None:
-                right = self._calendar_right(begin, right, job_end)
-                if right is None:
+                last = self._calendar_right(begin, right, job_end)
+                if last is None:
                     return None
+                right = last
             free_set = ss.window_free(left, right, self.ext)
             res = match(begin, prev == 0, free_set)
             if res is not None and self._quota_refusal(left, right, res, walltime) is None:
@@ -214,7 +217,8 @@ class JobSearch:
 
         Returns the window's last slot, or None when the job must be given up (time limit).
         """
-        ss, quotas = self.ss, self.quotas
+        ss, quotas = self.ss, self.checked
+        assert quotas is not None and quotas.calendar is not None  # only with temporal quotas
         while True:
             if quotas.calendar.window_limit_reached(begin, ss.slot(right)[1], job_end, quotas.now):
                 return None
@@ -226,13 +230,13 @@ class JobSearch:
 
     def _quota_refusal(self, left: int, right: int, res: np.ndarray, walltime: int) -> str | None:
         """Why the quotas refuse ``res`` on slots ``left..right``, or None."""
-        job = self.quota_job
-        if job is None:  # quotas off, or a no_quotas job
+        job, quotas = self.quota_job, self.checked
+        if job is None or quotas is None:  # quotas off, or a no_quotas job
             return None
         ss = self.ss
         nb_res = bitset.count(res & self.sched.default_set)
         window = [(ss.rules_id(s), ss.quotas[s]) for s in ss.ids(left, right)]
-        ok, message, rule, limit = check_window(self.quotas.config, window, job, nb_res, walltime)
+        ok, message, rule, limit = check_window(quotas.config, window, job, nb_res, walltime)
         return None if ok else f"{message} (rule {rule}, limit {limit})"
 
     def _checked_find(self, finder: BoundPlugin, plan: MoldableRequest, begin: int, free_set: np.ndarray,
@@ -312,10 +316,11 @@ class JobSearch:
     def _span(self, start: int, end: int) -> tuple[int, int]:
         """Slots covering ``[start, end]`` (calendar periods assigned first when quotas apply)."""
         ss = self.ss
-        if self.with_quotas and self.quotas.calendar is not None:
+        quotas = self.checked
+        if quotas is not None and quotas.calendar is not None:
             for sid in ss.ids(ss.slot_id_at(start), ss.slot_id_at(end)):
                 if ss.rules_id(sid) == UNASSIGNED_RULES_ID:
-                    self.quotas.split_along_calendar(ss, sid)
+                    quotas.split_along_calendar(ss, sid)
         return ss.slot_id_at(start), ss.slot_id_at(end)
 
     # -- the AssignContext service -------------------------------------------------------------

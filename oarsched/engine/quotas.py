@@ -1,7 +1,7 @@
 """Quotas in the engine: counters in the slots, the check in the window search, the calendar splits.
 
 The rules, counters and calendar themselves are the model's
-(:mod:`oarsched.model.quotas`); this module applies them to slot sets the way
+(:mod:`oarsched.quotas`); this module applies them to slot sets the way
 OAR3's scheduler does (see the "Engine protocol" there).
 """
 from __future__ import annotations
@@ -15,14 +15,14 @@ from oarsched._core.hierarchy import Request
 from oarsched._core.slotset import SlotSet
 from oarsched.model.job import quota_view
 from oarsched.model.platform import Platform
-from oarsched.model.quotas import (
+from oarsched.quotas import (
     UNASSIGNED_RULES_ID,
     Counters,
     QuotasConfig,
     QuotasSettings,
-    _combined_count,
-    _compare,
-    _counted_keys,
+    combined_count,
+    compare_limits,
+    counted_keys,
 )
 
 
@@ -97,7 +97,7 @@ class QuotaState:
         memo = (job.queue, job.project, job.user, tuple(job.types))
         keys = self._keys.get(memo)
         if keys is None:
-            keys = self._keys[memo] = tuple(k for k in _counted_keys(job, self._job_types) if self._readable(k))
+            keys = self._keys[memo] = tuple(k for k in counted_keys(job, self._job_types) if self._readable(k))
         return keys
 
     def _readable(self, key: tuple) -> bool:
@@ -114,6 +114,7 @@ class QuotaState:
 
     def split_along_calendar(self, ss: SlotSet, sid: int) -> int:
         """Cut slot ``sid`` at the calendar's period changes (up to the horizon); returns the first piece."""
+        assert self.calendar is not None  # only called with temporal quotas
         b, e, _, _ = ss.slot(sid)
         cur = sid
         for _pb, pe, rules_id in self.calendar.segments(b, e):
@@ -153,6 +154,7 @@ class QuotaState:
 
     def _find_with_calendar(self, ss: SlotSet, start_sid: int, walltime: int, request: Request, ext, admitted):
         cal = self.calendar
+        assert cal is not None  # only called with temporal quotas
         left = start_sid or ss.first_id
         while left:
             begin = ss.slot(left)[0]
@@ -182,7 +184,7 @@ class QuotaState:
 
 
 class _JobCheck:
-    """:func:`~oarsched.model.quotas.check_window` for one job's search, its rule lookups done once.
+    """:func:`~oarsched.quotas.check_window` for one job's search, its rule lookups done once.
 
     The same test, in the same order: the window's slots grouped by rules id
     (in order of first appearance); for each group, the rule the job falls
@@ -208,7 +210,7 @@ class _JobCheck:
             limits, rule_key, counter_key = self.config.slot_rules(rules_id).find(self.job)
             repeats = 0
             if limits is not None:
-                repeats = sum(1 for key in _counted_keys(self.job, self.config.job_types) if key == counter_key)
+                repeats = sum(1 for key in counted_keys(self.job, self.config.job_types) if key == counter_key)
             found = self._memo[memo_key] = (limits, rule_key, counter_key, repeats)
         return found
 
@@ -224,11 +226,11 @@ class _JobCheck:
             limits, rule_key, counter_key, repeats = self._rule(rules_id)
             if limits is None:
                 continue
-            count = _combined_count(slots, counter_key)
+            count = combined_count(slots, counter_key)
             if repeats:
                 r, j, w = count or (0, 0, 0)
                 count = (r + repeats * nb_res, j + repeats, w + repeats * nb_res * self.walltime)
-            if count is not None and not _compare(limits, count, rule_key)[0]:
+            if count is not None and not compare_limits(limits, count, rule_key)[0]:
                 return False
         return True
 
@@ -251,7 +253,7 @@ class _JobCheck:
         if repeats:
             r, j, w = count or (0, 0, 0)
             count = (r + repeats * nb_res, j + repeats, w + repeats * nb_res * self.walltime)
-        return count is None or _compare(limits, count, rule_key)[0]
+        return count is None or compare_limits(limits, count, rule_key)[0]
 
 
 def _skip_known_failures(ss: SlotSet, start_sid: int, walltime: int, request: Request,

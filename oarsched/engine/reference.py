@@ -6,7 +6,7 @@ and the benchmarks measure the core against it.  Not used by the scheduler.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 Block = frozenset
 
@@ -70,7 +70,7 @@ def find_group(itvs: set[int], hy: Sequence[Sequence[Block]], counts: Sequence[i
     return find_n_h(itvs, hy, counts, hy[0], 0)
 
 
-def find_request(avail: set[int], groups, levels: dict[str, Sequence[Block]]) -> set[int] | None:
+def find_request(avail: set[int], groups, levels: Mapping[str, Sequence[Block]]) -> set[int] | None:
     """Union of every group's resources, or None when a group does not fit.
 
     ``groups`` is a list of ``(levels, constraint)`` with ``levels`` a list of

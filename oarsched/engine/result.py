@@ -20,7 +20,7 @@ class ScheduledJob:
     id: int
     start_time: int
     walltime: int
-    resources: Sequence[int]
+    resources: Sequence[int] | np.ndarray
     moldable_id: int = 0
     types: dict[str, str] = field(default_factory=dict)
     user: str = ""

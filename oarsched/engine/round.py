@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -25,7 +25,15 @@ from oarsched._core import bitset
 from oarsched.engine.quotas import QuotaState
 from oarsched.engine.result import Assignment, ScheduledJob, ScheduleResult
 from oarsched.engine.search import ConstraintResolver, SchedulerOptions, Search
-from oarsched.engine.slots import MAX_TIME, Occupation, SlotSet, give, insert_jobs, new_slot_set, occupy
+from oarsched.engine.slots import (
+    MAX_TIME,
+    Occupation,
+    SlotSet,
+    give,
+    insert_jobs,
+    new_slot_set,
+    occupy,
+)
 from oarsched.errors import JobError, OarschedError
 from oarsched.model.job import AVAILABLE_UPTO_JOB, Job, dependency_cycles, validate_job
 from oarsched.model.platform import Platform

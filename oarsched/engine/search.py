@@ -248,9 +248,9 @@ class Search:
             if start_sid < 0:
                 return None
         ext = share_extension(ss, ts_key, ph, ph_name)
-        quotas = self.quotas
-        with_quotas = quotas is not None and not job.no_quotas
-        if with_quotas:
+        quotas = self.quotas if not job.no_quotas else None
+        with_quotas = quotas is not None
+        if quotas is not None:
             found = quotas.find_window(ss, start_sid, w, request, ext, quota_view(job), self.default_set)
         else:
             found = ss.find_first(start_sid, w, request, ext)

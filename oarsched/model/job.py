@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Iterable, Mapping
+from typing import Hashable, Iterable, Mapping, Sequence, TypeVar
 
 from oarsched.errors import JobError
 
@@ -24,6 +24,8 @@ KEYWORD_COUNTS = {"ALL": ALL, "BEST": BEST, "HALF_BEST": HALF_BEST}
 
 # Placeholder kinds (OAR's ph attribute).
 NO_PLACEHOLDER, PLACEHOLDER, ALLOW = 0, 1, 2
+
+Node = TypeVar("Node", bound=Hashable)
 
 # Job types that OAR3 turns into job attributes: they are not "types" for quotas.
 ATTRIBUTE_TYPES = frozenset({"timesharing", "placeholder", "allow", "assign", "find", "no_quotas"})
@@ -47,7 +49,8 @@ class Moldable:
     """One alternative shape of a job."""
 
     id: int
-    walltime: int
+    walltime: int | None
+    """Seconds as submitted; None only when read so from a database (the job is then screened out)."""
     groups: list[ResourceGroup]
 
 
@@ -216,7 +219,7 @@ def dependency_cycles(jobs: Iterable[Job]) -> dict[int, list[int]]:
     edges = {j.id: sorted({d.job_id for d in j.dependencies if d.state == "Waiting" and d.job_id in ids})
              for j in jobs}
     out: dict[int, list[int]] = {}
-    for component in _strongly_connected(edges):
+    for component in strongly_connected(edges):
         if len(component) == 1 and component[0] not in edges[component[0]]:
             continue
         members = sorted(component)
@@ -225,13 +228,14 @@ def dependency_cycles(jobs: Iterable[Job]) -> dict[int, list[int]]:
     return out
 
 
-def _strongly_connected(edges: dict[int, list[int]]) -> list[list[int]]:
-    """Tarjan's strongly connected components, iteratively (dependency chains may be long)."""
-    index: dict[int, int] = {}
-    low: dict[int, int] = {}
-    on_stack: set[int] = set()
-    stack: list[int] = []
-    components: list[list[int]] = []
+def strongly_connected(edges: Mapping[Node, Sequence[Node]]) -> list[list[Node]]:
+    """Tarjan's strongly connected components of a graph (node -> successors, every node a key), iteratively
+    (dependency chains may be long)."""
+    index: dict[Node, int] = {}
+    low: dict[Node, int] = {}
+    on_stack: set[Node] = set()
+    stack: list[Node] = []
+    components: list[list[Node]] = []
     for root in edges:
         if root in index:
             continue
@@ -360,7 +364,9 @@ def parse_request(text: str, job_id: int | None = None, nodes_label: str = "netw
 
 def _split_top(text: str, sep: str) -> list[str]:
     """Split on ``sep`` outside ``{...}`` property blocks."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "{":
             depth += 1

@@ -18,10 +18,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from oarsched._core import slotset as _slotset
 from oarsched.errors import PlatformError
 
-MAX_TIME = 2**31
-"""End of the scheduling horizon (OAR3's MAX_TIME)."""
+MAX_TIME: int = _slotset.MAX_TIME
+"""End of the scheduling horizon (OAR3's MAX_TIME), the end of every slot set."""
 
 DEFAULT_AVAILABLE_UPTO = 2**31 - 1
 

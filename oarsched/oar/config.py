@@ -44,8 +44,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
 from oarsched.errors import ConfigError
-from oarsched.model.quotas import QuotasSettings
 from oarsched.policies.sorting import SortingSettings
+from oarsched.quotas import QuotasSettings
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",

@@ -15,10 +15,21 @@ import os
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
-from sqlalchemy import Engine, Select, asc, create_engine, desc, exists, insert, select, text, update
+from sqlalchemy import (
+    Engine,
+    Select,
+    asc,
+    create_engine,
+    desc,
+    exists,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -117,7 +128,7 @@ class OarDatabase:
                 try:
                     yield conn
                 except BaseException:
-                    if conn.connection.driver_connection.in_transaction:
+                    if conn.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
                         conn.exec_driver_sql("ROLLBACK")
                     raise
                 conn.exec_driver_sql("COMMIT")
@@ -266,8 +277,8 @@ class OarDatabase:
                     submission_time=checked_int(submitted, "jobs.submission_time", 0, INT32_MAX, null=0),
                     job_type=checked_text(job_type, "jobs.job_type", "PASSIVE"),
                 )
-            except BadValue as exc:
-                exc = JobError(jid, str(exc))
+            except BadValue as bad_value:
+                exc = JobError(jid, str(bad_value))
                 log.error("%s; job skipped", exc)
                 out.errors[jid] = exc.message
                 continue
@@ -384,7 +395,7 @@ class OarDatabase:
                 if row.suspended == "YES":
                     suspended_ids.append(jid)
             if type(row.resource_id) is int:  # anything else names no resource (like an unknown id)
-                sj.resources.append(row.resource_id)
+                sj.resources.append(row.resource_id)  # type: ignore[union-attr]  # built as a list above
         if not jobs:
             return []
         bad: dict[int, str] = {}
@@ -478,7 +489,7 @@ class OarDatabase:
             .values(start_time=gantt_start)
         )
 
-    def update_jobs(self, conn: Connection, column: str, values: dict[int, object]) -> None:
+    def update_jobs(self, conn: Connection, column: str, values: Mapping[int, object]) -> None:
         """``UPDATE jobs SET column = values[job_id]`` for every job id of ``values``, in one statement.
 
         PostgreSQL: the ids and values travel as two arrays joined by ``unnest``.

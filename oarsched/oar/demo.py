@@ -20,9 +20,10 @@ the returned ``argv`` (``default 1735689600 "2025-01-01 00:00:00"``).
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Integer, String, create_engine, inspect
+from sqlalchemy import Integer, String, create_engine, inspect, select
 
 from oarsched.errors import DatabaseError
 from oarsched.oar.schema import OAR_TABLES, create_schema, make_metadata
@@ -218,3 +219,63 @@ def demo_oar_conf(db_path: Any, **overrides: Any) -> str:
     lines = ["# oar.conf for oarsched's demo database (oarsched.oar.demo)"]
     lines += [f'{k}="{v}"' for k, v in keys.items()]
     return "\n".join(lines) + "\n"
+
+
+def _ranges(ids: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
+    out: list[str] = []
+    start = prev = -2
+    for i in sorted(ids):
+        if start == -2:
+            start = prev = i
+        elif i == prev + 1:
+            prev = i
+        else:
+            out.append(f"{start}-{prev}" if prev != start else f"{start}")
+            start = prev = i
+    if start != -2:
+        out.append(f"{start}-{prev}" if prev != start else f"{start}")
+    return ",".join(out)
+
+
+def gantt_table(db, now: int) -> str:
+    """A readable table of what the gantt tables hold now."""
+    t = db.tables
+    jobs, gp, gr, m = t["jobs"], t["gantt_jobs_predictions"], t["gantt_jobs_resources"], t["moldable_job_descriptions"]
+    hosts = {}
+    with db.engine.connect() as conn:
+        for rid, host in conn.execute(select(t["resources"].c.resource_id, t["resources"].c.network_address)):
+            hosts[int(rid)] = host
+        rows = conn.execute(
+            select(jobs.c.job_id, jobs.c.queue_name, jobs.c.state, jobs.c.job_user, jobs.c.reservation,
+                   gp.c.start_time, m.c.moldable_walltime, gr.c.resource_id)
+            .join(m, m.c.moldable_id == gp.c.moldable_job_id)
+            .join(jobs, jobs.c.job_id == m.c.moldable_job_id)
+            .join(gr, gr.c.moldable_job_id == gp.c.moldable_job_id)
+            .order_by(gp.c.start_time, jobs.c.job_id)
+        ).all()
+        waiting = conn.execute(
+            select(jobs.c.job_id, jobs.c.queue_name, jobs.c.message).where(jobs.c.state == "Waiting")
+        ).all()
+    by_job: dict[int, dict] = {}
+    for r in rows:
+        j = by_job.setdefault(r.job_id, {"queue": r.queue_name, "state": r.state, "user": r.job_user,
+                                         "ar": r.reservation, "start": r.start_time, "wall": r.moldable_walltime,
+                                         "res": []})
+        j["res"].append(int(r.resource_id))
+    lines = [f"{'job':>4}  {'queue':<10} {'state':<9} {'user':<6} {'start (+s from now)':<27} {'walltime':>8}  "
+             f"{'#res':>4}  nodes: resource ids"]
+    for jid, j in by_job.items():
+        start = datetime.fromtimestamp(j["start"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        state = "AR" if j["ar"] == "Scheduled" else j["state"]
+        by_host: dict[str, list[int]] = {}
+        for rid in j["res"]:
+            by_host.setdefault(str(hosts.get(rid)), []).append(rid)
+        where = " ".join(f"{h}:{_ranges(ids)}" for h, ids in by_host.items())
+        lines.append(f"{jid:>4}  {j['queue']:<10} {state:<9} {j['user'] or '':<6} {start} ({j['start'] - now:+7d}s)    "
+                     f"{j['wall']:>8}  {len(j['res']):>4}  {where}")
+    unplaced = [w for w in waiting if w.job_id not in by_job]
+    if unplaced:
+        lines.append("")
+        lines.append("not placed: " + ", ".join(f"{w.job_id} ({w.queue_name})" for w in unplaced))
+    return "\n".join(lines)

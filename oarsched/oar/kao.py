@@ -548,8 +548,8 @@ def database_now(db: OarDatabase) -> int:
 
     with db.engine.connect() as conn:
         if db.dialect == "sqlite":
-            return int(conn.execute(text("SELECT CAST(strftime('%s','now') AS INTEGER)")).scalar())
-        return int(conn.execute(text("SELECT EXTRACT(EPOCH FROM current_timestamp)")).scalar())
+            return int(conn.execute(text("SELECT CAST(strftime('%s','now') AS INTEGER)")).scalar_one())
+        return int(conn.execute(text("SELECT EXTRACT(EPOCH FROM current_timestamp)")).scalar_one())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -311,7 +311,7 @@ class MetaDb:
         rebuilds the gantt there and :meth:`close_scratch_gantt` writes only the difference back."""
         conn = self.conn
         if self.db.dialect == "postgresql":
-            self._home = conn.exec_driver_sql("SELECT current_schema()").scalar()
+            self._home = str(conn.exec_driver_sql("SELECT current_schema()").scalar())
             for name, _ in GANTT_TABLES:
                 conn.exec_driver_sql(f"CREATE TEMP TABLE {name} (LIKE {self._home}.{name} INCLUDING ALL) "
                                      "ON COMMIT DROP")
@@ -436,7 +436,7 @@ class MetaDb:
         """The request's counters, every moldable's walltime, and a WALLTIME event (``to_check`` NO)."""
         wc, m = self.t["walltime_change"], self.t["moldable_job_descriptions"]
         done = grant.pending == 0
-        values = {"pending": grant.pending, "granted": grant.granted, "granted_with_force": grant.granted_with_force,
+        values: dict[str, object] = {"pending": grant.pending, "granted": grant.granted, "granted_with_force": grant.granted_with_force,
                   "granted_with_delay_next_jobs": grant.granted_with_delay_next_jobs}
         if done:
             values.update(force="NO", delay_next_jobs="NO")

@@ -103,10 +103,10 @@ def send_all(outbox: Outbox, endpoints: Endpoints, on_refused: Callable[[TcpMess
     for name, messages, url in (("bipbip commander", outbox.bipbip, endpoints.bipbip),
                                 ("almighty", outbox.almighty, endpoints.almighty)):
         if messages:
-            why = send_zmq(url, messages)
-            if why:
-                failures.append(f"{name} at {url}: {why}")
-                log.error("cannot notify the %s at %s: %s (%d messages)", name, url, why, len(messages))
+            refused = send_zmq(url, messages)
+            if refused:
+                failures.append(f"{name} at {url}: {refused}")
+                log.error("cannot notify the %s at %s: %s (%d messages)", name, url, refused, len(messages))
     return failures
 
 

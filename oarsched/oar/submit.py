@@ -54,6 +54,13 @@ T: Mapping[str, Table] = _MD.tables
 """OAR3's tables (``resources`` without site columns: use :func:`add_resources`)."""
 
 # --------------------------------------------------------------------------- parsing
+def _new_id(result: Any) -> int:
+    """The primary key an INSERT gave its row."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def _split_walltime(text: str) -> tuple[str, int | None]:
     """``"nodes=2,walltime=1:0:0"`` -> ``("nodes=2", 3600)``; no walltime -> None.
 
@@ -110,11 +117,12 @@ def normalize_moldables(
             raise JobError(None, "give either request or moldables, not both")
         for m in moldables:
             if isinstance(m, Moldable):
+                if m.walltime is None:
+                    raise JobError(None, f"moldable {m.id} has no walltime")
                 out.append((int(m.walltime), list(m.groups)))
             elif isinstance(m, str):
-                req, w = _split_walltime(m)
-                if w is None:
-                    w = walltime
+                req, own = _split_walltime(m)
+                w = own if own is not None else walltime
                 if w is None:
                     raise JobError(None, f"moldable {m!r} has no walltime")
                 out.append((parse_walltime(w), _groups(req, nodes_label)))
@@ -168,7 +176,7 @@ def add_resources(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[i
     for r in rows:  # one by one: ids in order on every backend, rows may differ in keys
         explicit |= "resource_id" in r
         result = conn.execute(insert(res).values(**r))
-        ids.append(int(result.inserted_primary_key[0]))
+        ids.append(_new_id(result))
     if explicit:
         _bump_sequence(conn, "resources", "resource_id")
     return ids
@@ -268,18 +276,18 @@ def _insert_job(conn: Connection, *, request, walltime, moldables, queue, user, 
         values.update(extra)
     if values.get("job_id") is not None:
         raise DatabaseError("job ids are given by the database; do not pass job_id")
-    job_id = int(conn.execute(insert(T["jobs"]).values(**values)).inserted_primary_key[0])
+    job_id = _new_id(conn.execute(insert(T["jobs"]).values(**values)))
 
     mld_ids: list[int] = []
     for w, groups in molds:
-        mld_id = int(conn.execute(insert(T["moldable_job_descriptions"]).values(
-            moldable_job_id=job_id, moldable_walltime=int(w))).inserted_primary_key[0])
+        mld_id = _new_id(conn.execute(insert(T["moldable_job_descriptions"]).values(
+            moldable_job_id=job_id, moldable_walltime=int(w))))
         mld_ids.append(mld_id)
     for mld_id, (_, groups) in zip(mld_ids, molds):
         for g in groups:
-            grp_id = int(conn.execute(insert(T["job_resource_groups"]).values(
+            grp_id = _new_id(conn.execute(insert(T["job_resource_groups"]).values(
                 res_group_moldable_id=mld_id,
-                res_group_property=g.property or "")).inserted_primary_key[0])
+                res_group_property=g.property or "")))
             conn.execute(insert(T["job_resource_descriptions"]), [
                 {"res_job_group_id": grp_id, "res_job_resource_type": label,
                  "res_job_value": int(n), "res_job_order": order}

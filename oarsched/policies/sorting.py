@@ -53,7 +53,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from numbers import Real
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, TypeGuard
 
 from oarsched.errors import ConfigError
 from oarsched.model.job import Job
@@ -307,7 +307,7 @@ class PriorityWeights:
         return cls(**kwargs)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 

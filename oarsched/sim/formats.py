@@ -170,7 +170,7 @@ def write_swf(result, path: str | os.PathLike[str]) -> str:
             spec = specs.get(r.id)
             asked = requested_resources(spec.request) if spec is not None else len(r.resources)
             ran = r.start is not None and r.end is not None
-            fields = [r.id, r.submit, r.start - r.submit if ran else -1, r.end - r.start if ran else -1,
+            fields = [r.id, r.submit, r.start - r.submit if ran else -1, r.end - r.start if ran else -1,  # type: ignore[operator]  # ran: start and end are set
                       len(r.resources) if ran else -1, -1, -1, asked or len(r.resources) or -1, r.walltime, -1,
                       _SWF_STATUS[r.status], users[r.user], -1, -1, queues[r.queue], -1, -1, -1]
             fh.write(" ".join(str(f) for f in fields) + "\n")

@@ -73,7 +73,13 @@ from typing import Any
 import numpy as np
 
 from oarsched.engine.round import Round, RoundOptions, _order, run_round, screen
-from oarsched.engine.scheduler import Assignment, ScheduledJob, Scheduler, SchedulerOptions, ScheduleResult
+from oarsched.engine.scheduler import (
+    Assignment,
+    ScheduledJob,
+    Scheduler,
+    ScheduleResult,
+    SchedulerOptions,
+)
 from oarsched.errors import ConfigError
 from oarsched.model.job import Dependency, Job
 from oarsched.model.platform import Platform
@@ -219,7 +225,7 @@ class Simulator:
     ``queues``: ``{name: priority}`` (default: OAR's ``admin`` 10,
     ``default`` 2, ``besteffort`` 0); queues of equal priority are scheduled
     in the order given.  ``quotas``: OAR3's quotas rules as a dict (or a
-    :class:`~oarsched.model.quotas.QuotasConfig`); by default ``QUOTAS=yes``
+    :class:`~oarsched.quotas.QuotasConfig`); by default ``QUOTAS=yes``
     in the configuration reads ``QUOTAS_CONF_FILE``.  ``plugins``: the
     :class:`~oarsched.plugins.PluginRegistry` resolving ``find=``/``assign=``
     job types (default: the scheduler's, from the installed entry points);
@@ -741,7 +747,7 @@ class _Run:
         free = self._free_now(held, now)
         for job in jobs[head_at + 1:]:
             if free < self._easy_need(job):
-                out.unscheduled[job.id] = f"EASY backfilling: fewer than the resources it needs are free now"
+                out.unscheduled[job.id] = "EASY backfilling: fewer than the resources it needs are free now"
                 continue
             result = scheduler.schedule([job], now, held)
             a = result.assignments.get(job.id)

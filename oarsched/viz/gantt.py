@@ -266,9 +266,8 @@ def save_schedule_json(path: str | os.PathLike[str], platform: Platform, result,
 def load_schedule_json(path: str | os.PathLike[str]) -> GanttChart:
     """Read a file written by :func:`save_schedule_json`."""
     from oarsched.errors import PlatformError
-    from oarsched.sim.platforms import platform_from_data
-
     from oarsched.jsonfile import read_json_file
+    from oarsched.sim.platforms import platform_from_data
 
     source = os.fspath(path)
     data = read_json_file(source, GanttError)
@@ -688,13 +687,9 @@ def _date(t: int) -> str:
 def draw_gantt(chart: GanttChart, path: str | os.PathLike[str], *, max_rows: int = 150, width: float = 14.0,
                start: int | None = None, end: int | None = None, dpi: int = 100, colour_by: str = "state",
                compress_idle: int | None = None) -> str:
-    """Write ``chart`` to ``path``: SVG for ``.svg``, PNG for ``.png``, the interactive page for ``.html``."""
+    """Write ``chart`` to ``path``: SVG for ``.svg``, PNG for ``.png`` (``.html``: :func:`oarsched.viz.draw_gantt`)."""
     target = os.fspath(path)
     fmt = Path(target).suffix.lower().lstrip(".")
-    if fmt == "html":
-        from oarsched.viz.html import write_gantt_html
-
-        return write_gantt_html(chart, target, start=start, end=end, colour_by=colour_by)
     if fmt not in ("svg", "png"):
         raise GanttError(f"{target}: the chart is written as SVG, PNG or an interactive HTML page: "
                          "name it .svg, .png or .html")
