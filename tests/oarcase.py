@@ -201,3 +201,51 @@ def make_case(tmp_path: Path, setup: Callable[[Connection], Any] | None = None, 
                 conf_values={**BASE_CONF, **conf_for_url(url), **(conf or {})})
     case.write_conf()
     return case
+
+
+# ----------------------------------------------------------------------------- big databases
+def _series(conn: Connection, n: int) -> str:
+    """SQL of a row source ``s(k)`` for k = 0 .. n-1 (PostgreSQL's generate_series, SQLite's recursive CTE)."""
+    if conn.dialect.name == "postgresql":
+        return f"(SELECT k FROM generate_series(0, {int(n) - 1}) AS k) AS s"
+    return (f"(WITH RECURSIVE r(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM r WHERE k < {int(n) - 1}) "
+            "SELECT k FROM r) AS s")
+
+
+def _bump_sequences(conn: Connection, *columns: tuple[str, str]) -> None:
+    if conn.dialect.name != "postgresql":
+        return
+    for table, column in columns:
+        conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                          f"(SELECT MAX({column}) FROM {table}) + 1, false)"))
+
+
+def add_many_resources(conn: Connection, n: int, *, cores_per_node: int = 32) -> None:
+    """``n`` Alive default resources (ids 1..n, ``core`` = id, ``cores_per_node`` a node) in one statement."""
+    conn.execute(text(
+        "INSERT INTO resources (resource_id, network_address, core) "
+        f"SELECT k + 1, 'node-' || CAST(k / {int(cores_per_node)} + 1 AS TEXT), k + 1 FROM {_series(conn, n)}"))
+    _bump_sequences(conn, ("resources", "resource_id"))
+
+
+def add_many_jobs(conn: Connection, n: int, *, first_id: int = 1, queue: str = "default",
+                  level: str = "resource_id", count: int = 1, walltime: int = 60) -> list[int]:
+    """``n`` waiting jobs ``level=count`` of ``walltime`` (job, moldable and group ids ``first_id``...),
+    written the way :func:`~oarsched.oar.submit.add_job` writes them, four statements in all."""
+    s, f = _series(conn, n), int(first_id)
+    conn.execute(text(
+        "INSERT INTO jobs (job_id, job_type, state, reservation, message, job_user, project, queue_name, "
+        "properties, launching_directory, submission_time, start_time, stop_time, checkpoint_signal, "
+        "suspended, assigned_moldable_job) "
+        f"SELECT {f} + k, 'PASSIVE', 'Waiting', 'None', '', 'user', '', :queue, '', '', {f} + k, 0, 0, 0, 'NO', 0 "
+        f"FROM {s}"), {"queue": queue})
+    conn.execute(text("INSERT INTO moldable_job_descriptions (moldable_id, moldable_job_id, moldable_walltime) "
+                      f"SELECT {f} + k, {f} + k, :w FROM {s}"), {"w": int(walltime)})
+    conn.execute(text("INSERT INTO job_resource_groups (res_group_id, res_group_moldable_id, res_group_property) "
+                      f"SELECT {f} + k, {f} + k, '' FROM {s}"))
+    conn.execute(text("INSERT INTO job_resource_descriptions (res_job_group_id, res_job_resource_type, "
+                      f"res_job_value, res_job_order) SELECT {f} + k, :level, :count, 0 FROM {s}"),
+                 {"level": level, "count": int(count)})
+    _bump_sequences(conn, ("jobs", "job_id"), ("moldable_job_descriptions", "moldable_id"),
+                    ("job_resource_groups", "res_group_id"))
+    return list(range(f, f + n))

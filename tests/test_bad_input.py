@@ -186,6 +186,7 @@ def test_sqlite_in_a_missing_directory(case: Case, tmp_path: Path):
 
 def test_empty_sqlite_file_is_not_an_oar_database(case: Case, tmp_path: Path):
     path = tmp_path / "empty.sqlite"
+    path.touch()
     case.write_conf({"DB_BASE_FILE": str(path)})
     assert_broken_setup(case.run(), "not an OAR3 database", "missing table(s)", "jobs", "resources")
 
@@ -428,7 +429,8 @@ class StatementLog:
         self.statements.append(statement)
 
     def writes(self) -> list[str]:
-        return [s for s in self.statements if not re.match(r"\s*(SELECT|PRAGMA|WITH)\b", s, re.I)]
+        # reads and transaction control (the round lock: BEGIN IMMEDIATE, SET LOCAL ...) write no table
+        return [s for s in self.statements if not re.match(r"\s*(SELECT|PRAGMA|WITH|BEGIN|COMMIT|ROLLBACK|SET)\b", s, re.I)]
 
     def written_tables(self) -> set[str]:
         """Tables the statements changed (``temp.x`` for temporary ones); raises on any other statement kind."""

@@ -170,13 +170,19 @@ def convert_value(text: str) -> str | int | float:
         return text
 
 
+MAX_CONFIG_BYTES = 4 << 20
+"""Larger is not an oar.conf (OAR's is a few tens of KB): a device or a stream such as /dev/zero is refused."""
+
+
 def _read_raw(path: str) -> dict[str, str]:
     """Read ``path`` into ``{key: value text}`` (comments cut, quotes stripped, no conversion)."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"cannot read configuration file {path}: {e.strerror or e}") from e
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"configuration file {path} is larger than {MAX_CONFIG_BYTES >> 20} MiB: not an oar.conf")
     raw: dict[str, str] = {}
     # bytes.splitlines splits on \n, \r\n and \r only: Python's universal newlines.
     for lineno, bline in enumerate(data.splitlines(), start=1):
@@ -728,6 +734,11 @@ def _as_int(value: Any) -> int | None:
 _installed_handlers: list[logging.Handler] = []
 
 
+def _drop_record(record: logging.LogRecord) -> None:
+    """A log that cannot be written (disk full, closed pipe) neither stops the round nor prints
+    logging's tracebacks on stderr: the record is dropped."""
+
+
 def setup_logging(config: OarConfig) -> logging.Logger:
     """Configure and return the ``oarsched`` logger from ``LOG_FILE``/``LOG_LEVEL``/``LOG_FORMAT``.
 
@@ -753,6 +764,7 @@ def setup_logging(config: OarConfig) -> logging.Logger:
             raise ConfigError(
                 f"LOG_FILE {path!r} cannot be opened: {e.strerror or e}{config._where()}"
             ) from e
+    handler.handleError = _drop_record  # type: ignore[method-assign]
     try:
         handler.setFormatter(logging.Formatter(fmt))
     except (ValueError, TypeError) as e:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, ProgrammingError, SQLAlchemyError
 
 from oarsched.engine.constraints import GroupConstraints
 from oarsched.engine.quotas import QuotaState
@@ -55,7 +55,7 @@ from oarsched.errors import ConfigError, OarschedError, PropertyError, UsageErro
 from oarsched.model.job import Job
 from oarsched.model.platform import MAX_TIME, Platform
 from oarsched.oar.config import OarConfig, setup_logging
-from oarsched.oar.db import OarDatabase, job_message
+from oarsched.oar.db import OarDatabase, RoundLocked, job_message
 from oarsched.oar.readers import read_platform
 
 log = logging.getLogger("oarsched.kamelot")
@@ -93,10 +93,12 @@ class Deadline:
     """
 
     def __init__(self, at: float, clock: Callable[[], float] = time.monotonic,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, end: float | None = None) -> None:
         self.at = at
         self.clock = clock
         self.timeout = timeout
+        self.end = end if end is not None else at
+        """When the whole round's budget (``SCHEDULER_TIMEOUT``) runs out."""
 
     @classmethod
     def from_config(cls, config: OarConfig, started: float,
@@ -105,10 +107,14 @@ class Deadline:
         timeout = config.get_float("SCHEDULER_TIMEOUT")
         if not timeout > 0:  # also NaN
             return None
-        return cls(started + PLACEMENT_SHARE * timeout, clock, timeout)
+        return cls(started + PLACEMENT_SHARE * timeout, clock, timeout, end=started + timeout)
 
     def expired(self) -> bool:
         return self.clock() >= self.at
+
+    def remaining(self) -> float:
+        """Seconds left of the round's whole budget (at least a millisecond: a wait of 0 means forever)."""
+        return max(0.001, self.end - self.clock())
 
     def describe(self) -> str:
         if self.timeout is None:
@@ -125,13 +131,13 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
     """
     report = RoundReport(queue=queue, now=now)
     t0 = time.perf_counter()
-    with db.engine.begin() as conn:
+    with db.round_transaction(deadline.remaining() if deadline is not None else None) as conn:
         rows = db.read_waiting_jobs(conn, [queue], config.nodes_label)
         report.skipped = dict(rows.errors)
         if not rows.jobs:
             _log_empty_queue(db, conn, queue, report)
             return report
-        platform = read_platform(db, conn, config)
+        platform = read_platform(db, conn, config, properties=config.hierarchy_labels)
         report.platform = platform
         scheduled = db.read_scheduled_jobs(conn, now)
         options = RoundOptions(
@@ -197,7 +203,9 @@ def _guarded_select(db: OarDatabase, conn) -> Callable[[object], list[int]]:
                 return db.resource_ids_matching(conn, expr)
             with conn.begin_nested():
                 return db.resource_ids_matching(conn, expr)
-        except SQLAlchemyError as exc:
+        except (ProgrammingError, DataError) as exc:  # the expression's fault; a lost connection is not
+            if exc.connection_invalidated:
+                raise
             raise PropertyError(f"the database refused {expr}: {one_line(_first_line(exc))}") from None
 
     return select_ids
@@ -299,13 +307,21 @@ def main(argv: list[str] | None = None) -> int:
         logging_ready = True
         config.validate()
         deadline = Deadline.from_config(config, started)
-        db = OarDatabase(config.sqlalchemy_url())
+        db = OarDatabase(config.sqlalchemy_url(), budget=deadline.remaining() if deadline is not None else None)
         schedule_queue(db, config, args.queue, args.now, deadline=deadline)
+    except RoundLocked as exc:  # not a broken setup: exit 1 would make OAR3 disable the queue
+        line = f"{exc}: no decision this round, the queue's jobs keep waiting"
+        if logging_ready:
+            log.warning("%s", line)
+        print(f"{PROG}: {line}", file=sys.stderr)
+        return 0
     except OarschedError as exc:
         return _fail(f"error: {exc}", logging_ready)
     except SQLAlchemyError as exc:  # connection lost, lock timeout...: the round's transaction is not committed
         return _fail(f"error: database error during the round: {exc.__class__.__name__}: {_first_line(exc)}",
                      logging_ready)
+    except KeyboardInterrupt:  # SIGINT: the round's transaction is rolled back
+        return _fail("interrupted (SIGINT): nothing written", logging_ready)
     except Exception as exc:  # keep the message short for the meta-scheduler's log; details at debug
         if logging_ready:
             log.debug("unexpected failure", exc_info=True)

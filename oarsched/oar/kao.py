@@ -154,7 +154,7 @@ class KaoRound:
         return self.result
 
     def _platform(self) -> Platform:
-        return read_platform(self.db, self.mdb.conn, self.config)
+        return read_platform(self.db, self.mdb.conn, self.config, properties=self.config.hierarchy_labels)
 
     def _meta_round(self, scheduled: list[ScheduledJob]) -> MetaRound:
         options = SchedulerOptions(job_security_time=self.sec, quotas=_quota_state(self.config, self.platform))

@@ -179,7 +179,12 @@ class MetaDb:
         return out
 
     def types_of(self, ids) -> dict[int, dict[str, str]]:
-        return self.db._read_types(self.conn, list(ids))
+        """Types of the jobs ``ids``; a job whose type rows cannot be read is logged and gets those it has."""
+        bad: dict[int, str] = {}
+        types = self.db._read_types(self.conn, list(ids), bad)
+        for jid, why in bad.items():
+            log.error("job %s: %s (types read so far kept)", jid, why)
+        return types
 
     def besteffort_jobs(self, scheduled) -> list[BesteffortJob]:
         be = [s for s in scheduled if "besteffort" in s.types]

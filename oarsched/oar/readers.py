@@ -5,6 +5,7 @@ The database is opened lazily (importing this module costs no SQLAlchemy).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from oarsched.model.platform import RESOURCE_STATES, Platform, Resource
@@ -36,12 +37,16 @@ def known_states(resources: list[Resource]) -> list[Resource]:
     return resources
 
 
-def read_platform(db: OarDatabase, conn: Connection, config: OarConfig) -> Platform:
+def read_platform(db: OarDatabase, conn: Connection, config: OarConfig,
+                  properties: Sequence[str] | None = None) -> Platform:
     """The platform read on an open connection: resources in ``SCHEDULER_RESOURCE_ORDER``, ``HIERARCHY_LABELS``.
 
+    ``properties``: the resource columns to read besides the core ones (default
+    all: the simulator evaluates property expressions in memory; the drop-ins
+    let the database evaluate them and need only the hierarchy labels).
     A resource whose state OAR does not know is logged and not schedulable.
     """
-    resources = known_states(db.read_resources(conn, config.resource_order_terms))
+    resources = known_states(db.read_resources(conn, config.resource_order_terms, properties=properties))
     return Platform(resources, config.hierarchy_labels, config.suspendable_types)
 
 
