@@ -6,7 +6,8 @@ Each case runs in a fresh interpreter (its peak RSS is its own) on a synthetic t
 nothing kept between rounds (``incremental=False``), stopped at its time limit; ``kept``: the
 default.  Writes ``benchmarks/results/sim_scale.json`` and ``sim_scale.md``.
 
-``--jobs 50000 200000`` chooses the sizes, ``--limit S`` the time limit of each run (default 900 s).
+``--jobs 50000 200000`` chooses the sizes, ``--limit S`` the time limit of each run (default 900 s),
+``--add`` keeps the other rows of the last results.
 """
 from __future__ import annotations
 
@@ -54,13 +55,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, nargs="+", default=[50000, 200000])
     parser.add_argument("--modes", nargs="+", default=["kept", "replan"])
     parser.add_argument("--limit", type=float, default=900.0)
+    parser.add_argument("--add", action="store_true", help="keep the other rows of the last results file")
     args = parser.parse_args(argv)
     rows = []
+    previous = RESULTS / "sim_scale.json"
+    if args.add and previous.exists():
+        rows = [r for r in json.loads(previous.read_text())["rows"]
+                if (r["jobs"], r["mode"]) not in {(n, m) for n in args.jobs for m in args.modes}]
     for n in args.jobs:
         for mode in args.modes:
             row = run_case(n, mode, args.limit)
             print(json.dumps(row), flush=True)
             rows.append(row)
+    rows.sort(key=lambda r: (r["jobs"], r["mode"] != "replan"))
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     (RESULTS / "sim_scale.json").write_text(json.dumps({"measured": stamp, "rows": rows}, indent=1) + "\n")
