@@ -334,11 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         db = OarDatabase(config.sqlalchemy_url(), budget=deadline.remaining() if deadline is not None else None)
         schedule_queue(db, config, args.queue, args.now, deadline=deadline)
     except RoundLocked as exc:  # not a broken setup: exit 1 would make OAR3 disable the queue
-        line = f"{exc}: no decision this round, the queue's jobs keep waiting"
-        if logging_ready:
-            log.warning("%s", line)
-        print(f"{PROG}: {line}", file=sys.stderr)
-        return 0
+        return _round_locked(f"{exc}: no decision this round, the queue's jobs keep waiting", logging_ready)
     except OarschedError as exc:
         return _fail(f"error: {exc}", logging_ready)
     except SQLAlchemyError as exc:  # connection lost, lock timeout...: the round's transaction is not committed
@@ -350,6 +346,14 @@ def main(argv: list[str] | None = None) -> int:
         if logging_ready:
             log.debug("unexpected failure", exc_info=True)
         return _fail(f"internal error: {exc.__class__.__name__}: {_first_line(exc)}", logging_ready)
+    return 0
+
+
+def _round_locked(message: str, logged: bool, prog: str = PROG) -> int:
+    """Another round holds the database: say so on one line (a warning), write nothing; return 0."""
+    if logged:
+        logging.getLogger("oarsched").warning("%s", message)
+    print(f"{prog}: {message}", file=sys.stderr)
     return 0
 
 

@@ -70,6 +70,7 @@ from oarsched.oar.kamelot import (
     _first_line,
     _guarded_select,
     _quota_state,
+    _round_locked,
     decision_messages,
     parse_now,
 )
@@ -566,11 +567,7 @@ def main(argv: list[str] | None = None) -> int:
             now = database_now(db)
         result = run_kao(db, config, now, lock_wait=lock_wait(config))
     except RoundLocked as exc:  # another round holds the database: Almighty runs kao again soon
-        line = f"{exc}: no decision this round"
-        if logging_ready:
-            log.warning("%s", line)
-        print(f"{PROG}: {line}", file=sys.stderr)
-        return 0
+        return _round_locked(f"{exc}: no decision this round", logging_ready, PROG)
     except OarschedError as exc:
         return _fail(f"error: {exc}", logging_ready)
     except SQLAlchemyError as exc:
