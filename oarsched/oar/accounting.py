@@ -35,27 +35,13 @@ def load_accounting(
     acc = tables["accounting"]
     user = _column(acc, "accounting_user", "user")
     project = _column(acc, "accounting_project", "project")
+    key = (acc.c.window_start, acc.c.window_stop, user, project, acc.c.queue_name, acc.c.consumption_type)
     stmt = (
-        select(
-            acc.c.window_start,
-            acc.c.window_stop,
-            user,
-            project,
-            acc.c.queue_name,
-            acc.c.consumption_type,
-            acc.c.consumption,
-        )
+        select(*key, acc.c.consumption)
         .where(acc.c.queue_name.in_(list(queues)))
         .where(acc.c.window_start >= window_start)
         .where(acc.c.window_stop <= now)
-        .order_by(
-            acc.c.window_start,
-            acc.c.window_stop,
-            user,
-            project,
-            acc.c.queue_name,
-            acc.c.consumption_type,
-        )
+        .order_by(*key)  # primary-key order
     )
     return [
         AccountingRow(
