@@ -283,7 +283,7 @@ def run_meta_round(steps: MetaSteps, groups: Sequence[Sequence[tuple[str, str]]]
     if kills:
         steps.kill_besteffort(kills)
         return True
-    steps.launch(jobs_to_launch(candidates, now, absent()))
+    steps.launch(jobs_to_launch(candidates, now, absent()) if candidates else [])
     return False
 
 
