@@ -247,6 +247,7 @@ class KaoRound:
             if self.now >= start + w:
                 mdb.set_message(job.id, "Reservation too old")
                 mdb.set_job_state(job.id, "toError")
+                self.result.refused.append(job.id)
                 continue
             if start < self.now:
                 start = self.now
