@@ -11,32 +11,44 @@ every queue:
   woken periodically), and at the earliest start the last round planned in
   the future (so that a job planned after, say, a quotas period change
   starts even when no other event happens then).
-* **A round** is OAR's meta-scheduler: queues from the highest priority to
-  the lowest, each scheduled by :class:`~oarsched.engine.scheduler.Scheduler`
-  with its waiting jobs ordered by the configured policy
+* **A round** is ``oarsched-kao``'s meta round, run in memory by the same
+  engine code (:func:`oarsched.engine.meta.run_meta_round` with
+  :class:`~oarsched.engine.meta.MemoryRound`; ``tests/test_sim_kao_parity.py``
+  writes simulated rounds as OAR3 databases and checks that kao decides the
+  same): queue groups from the highest priority to the lowest (queues of
+  equal priority are scheduled together, as OAR3 does), each group's waiting
+  jobs ordered by the configured policy
   (:func:`~oarsched.policies.sorting.order_jobs`: FIFO, FAIRSHARE,
-  MULTIFACTOR, CUSTOM plugins) and capped at
-  ``MAX_JOB_PER_QUEUES_GROUP_SCHEDULING_ROUND``; running jobs, accepted
-  reservations and the decisions of the queues scheduled before are passed as
-  :class:`~oarsched.engine.scheduler.ScheduledJob`.  Then the jobs placed at
-  the current time start; jobs placed in the future are **not** started or
-  kept: the next round plans them again (as OAR does).
-* **Advance reservations** (a job with a ``reservation`` start time) are
-  checked when submitted, against the running jobs and the reservations
-  already accepted: accepted when the engine can place them exactly at their
-  start (a start in the past becomes the submission time), otherwise
-  ``rejected``.  An accepted reservation holds its resources in every later
-  round and starts at its time.
-* **Besteffort** jobs (queue or type ``besteffort``): the rounds of the other
-  queues do not see them (OAR's rule: their resources look free); the
-  besteffort queue's round sees everything.  When a job of another queue (or
-  a reservation) starts on resources a besteffort job holds, that besteffort
-  job is killed at that instant (status ``preempted``).  OAR needs one more
-  meta-scheduler round to launch the job once the kill is done; the
-  simulation starts it at once.  With ``requeue_besteffort=True``, or for a
-  job of type ``idempotent`` (OAR resubmits those), the preempted job goes
-  back to its queue with its original submit time (its record counts the
-  ``preemptions``; every run is kept in :attr:`SimulationResult.runs`).
+  MULTIFACTOR, CUSTOM plugins), capped at
+  ``MAX_JOB_PER_QUEUES_GROUP_SCHEDULING_ROUND`` and placed into slot sets
+  shared by the whole round (running jobs, accepted reservations and the
+  groups before); after each group, its queues' accepted reservations are
+  checked and their new ones accepted or refused.  Then the jobs placed at
+  the current time are launched; jobs placed in the future are **not**
+  started or kept: the next round plans them again (as OAR does).
+* **Advance reservations** (a job with a ``reservation`` start time) wait,
+  like OAR3's ``toSchedule`` jobs, for the round of their submission
+  instant: a start in the past becomes the round's time (refused when its
+  whole walltime is already past), and the reservation is accepted when its
+  first moldable fits at that start in the round's slot sets -- after the
+  jobs of its own and higher-priority queue groups were placed, so a waiting
+  job planned there refuses it --, otherwise ``rejected``.  An accepted
+  reservation holds its resources in every later round and is launched at
+  its time (late, it keeps its end).  A reservation accepted to start now
+  makes the round exit 1 and the simulation runs another round at once, as
+  Almighty runs kao again.
+* **Besteffort** jobs (queue or type ``besteffort``): the groups of the
+  other queues do not see them (OAR's rule: their resources look free); the
+  besteffort queue alone sees everything.  When a job about to start (by
+  ``SCHEDULER_BESTEFFORT_KILL_DURATION_BEFORE_RESERVATION`` seconds from
+  now) is placed on resources a besteffort job holds, the round kills those
+  besteffort jobs (status ``preempted``, in OAR3's order) and launches
+  nothing (kao's exit 2); the killed jobs' resources are free at once and
+  the simulation runs the next round at the same instant, which launches.
+  With ``requeue_besteffort=True``, or for a job of type ``idempotent`` (OAR
+  resubmits those), the preempted job goes back to its queue with its
+  original submit time (its record counts the ``preemptions``; every run is
+  kept in :attr:`SimulationResult.runs`).
 * **Never-fitting jobs**: a job that cannot be placed even on the empty
   platform (too many resources, beyond ``available_upto``...) or that the
   scheduler cannot understand is ``rejected`` at submission instead of
