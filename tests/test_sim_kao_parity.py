@@ -9,7 +9,9 @@ jobs), ``oarsched-kao``'s round (:func:`oarsched.oar.kao.run_kao`) runs on it
 at the same time, and what it decides is compared with what the simulator's
 round decided: jobs launched (resources, moldable), reservations accepted
 (start, resources) or refused, besteffort jobs killed (in order), the
-predictions of the jobs placed later, and the exit status.
+predictions of the jobs placed later, and the exit status.  The engine's
+:class:`~oarsched.engine.meta.MemoryRound` alone (no plan kept between rounds)
+is run on the same state too and must decide as the simulator did.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 
-from oarsched.engine.meta import EXIT_BESTEFFORT_KILL, MetaDecisions
+from oarsched.engine.meta import EXIT_BESTEFFORT_KILL, MemoryRound, MetaDecisions, MetaState
+from oarsched.engine.search import SchedulerOptions, Search
 from oarsched.oar.config import OarConfig
 from oarsched.oar.db import OarDatabase
 from oarsched.oar.kao import run_kao
@@ -97,6 +100,7 @@ def _simulate(tmp_path: Path, jobs: list[WorkloadJob], nodes: int, cores: int, c
     db.engine.dispose()
     snapshots: list[Snapshot] = []
     original = simulator_module._SimRound.run
+    search = Search(platform, SchedulerOptions(job_security_time=config.job_security_time))
 
     def spy(rnd):
         if len(snapshots) >= limit:
@@ -107,7 +111,9 @@ def _simulate(tmp_path: Path, jobs: list[WorkloadJob], nodes: int, cores: int, c
         _write_state(rnd.run_, snap.url)
         snap.moldables = {jid: [m.id for m in j.job.moldables] for jid, j in rnd.run_.jobs.items()
                           if j.job is not None and j.state != "running"}
+        plain = _plain_round(rnd, search)
         snap.decisions = original(rnd)
+        assert _summary(plain) == _summary(snap.decisions)
         snapshots.append(snap)
         return snap.decisions
 
@@ -120,6 +126,22 @@ def _simulate(tmp_path: Path, jobs: list[WorkloadJob], nodes: int, cores: int, c
     monkeypatch.setattr(simulator_module._SimRound, "run", original)
     assert result.check() == []
     return snapshots, config
+
+
+def _plain_round(rnd, search: Search) -> MetaDecisions:
+    """The engine's :class:`MemoryRound` alone on the simulation's state (no kept plan, its own search)."""
+    run, st = rnd.run_, rnd.state
+    state = MetaState(now=rnd.now, scheduled=run.scheduled_now(), groups=st.groups,
+                      waiting={q: run.waiting_jobs(w) for q, w in run.waiting.items()},
+                      new_reservations=st.new_reservations, accepted=st.accepted, besteffort=st.besteffort,
+                      kill_duration=st.kill_duration, reservation_timeout=st.reservation_timeout)
+    return MemoryRound(search, state, lambda queues: run.round_options(queues, rnd.now)).run()
+
+
+def _summary(d: MetaDecisions) -> tuple:
+    return (d.exit_code, [(g.id, g.start_time, sorted(g.resources)) for g in d.launched], [b.id for b in d.killed],
+            {j: (g.start_time, g.resources) for j, g in d.accepted.items()}, sorted(d.refused),
+            {j: (a.start_time, a.resources) for j, a in d.placed.items()})
 
 
 def _kao_decisions(snap: Snapshot, config: OarConfig):
@@ -213,6 +235,7 @@ def test_each_simulated_round_is_kaos_round(tmp_path_factory, monkeypatch, case)
     assert snapshots
     for snap in snapshots:
         check_round(snap, config)
+    shutil.rmtree(tmp_path)
 
 
 def _kinds(snapshots: list[Snapshot]) -> set[str]:
