@@ -209,7 +209,7 @@ def workloads(draw):
     cores = draw(st.sampled_from([2, 4]))
     n = draw(st.integers(3, 9))
     jobs = []
-    t = 0
+    t = 1000  # room for reservations asked in the past, too old ones included
     for i in range(1, n + 1):
         t += draw(st.sampled_from([0, 0, 10, 60, 300]))
         queue = draw(st.sampled_from(["default", "default", "night", "admin", "besteffort", "besteffort"]))
@@ -217,7 +217,7 @@ def workloads(draw):
         runtime = draw(st.sampled_from([50, 100, 600, 2000]))
         reservation = None
         if queue != "besteffort" and draw(st.integers(0, 3)) == 0:
-            reservation = max(0, t + draw(st.sampled_from([-700, -50, 0, 30, 200, 900])))
+            reservation = max(0, t + draw(st.sampled_from([-1900, -700, -50, 0, 30, 200, 900])))
         jobs.append(WorkloadJob(id=i, submit=t, runtime=runtime, walltime=walltime, request=draw(
             st.sampled_from(REQUESTS)), queue=queue, user=f"u{draw(st.integers(1, 2))}", reservation=reservation))
     conf = {"SCHEDULER_JOB_SECURITY_TIME": str(draw(st.sampled_from([0, 60]))),
