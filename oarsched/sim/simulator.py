@@ -10,7 +10,10 @@ every queue:
   ``period`` seconds when a period is given (OAR's meta-scheduler is also
   woken periodically), and at the earliest start the last round planned in
   the future (so that a job planned after, say, a quotas period change
-  starts even when no other event happens then).
+  starts even when no other event happens then) -- earlier by
+  ``SCHEDULER_BESTEFFORT_KILL_DURATION_BEFORE_RESERVATION`` when that is
+  set, to kill the besteffort jobs in its way -- and at each accepted
+  reservation's start.
 * **A round** is ``oarsched-kao``'s meta round, run in memory by the same
   engine code (:func:`oarsched.engine.meta.run_meta_round` with
   :class:`~oarsched.engine.meta.MemoryRound`; ``tests/test_sim_kao_parity.py``
@@ -48,7 +51,20 @@ every queue:
   With ``requeue_besteffort=True``, or for a job of type ``idempotent`` (OAR
   resubmits those), the preempted job goes back to its queue with its
   original submit time (its record counts the ``preemptions``; every run is
-  kept in :attr:`SimulationResult.runs`).
+  kept in :attr:`SimulationResult.runs`).  Workload jobs are not
+  checkpointable: a besteffort job is killed, never only signalled.
+* **What changed when the simulator took kao's round** (the old simulator
+  had rules of its own): queues of equal priority were scheduled one after
+  the other, now together; a reservation was accepted at its submission
+  against running jobs and accepted reservations only, now in the round
+  after the waiting jobs of its queue group and those before were placed
+  (first moldable only; refused when too old); a besteffort job in the way
+  was killed and the job started in the same step, now the killing round
+  launches nothing and the next one, at the same instant, places and
+  launches; besteffort jobs are killed the kill duration before the start;
+  no job is launched on an ``Absent`` resource, and an accepted reservation
+  waits for (or, after ``RESERVATION_WAITING_RESOURCES_TIMEOUT``, drops) its
+  resources that are not Alive, as kao does.
 * **Never-fitting jobs**: a job that cannot be placed even on the empty
   platform (too many resources, beyond ``available_upto``...) or that the
   scheduler cannot understand is ``rejected`` at submission instead of
