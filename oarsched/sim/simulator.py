@@ -63,8 +63,9 @@ every queue:
   launches nothing and the next one, at the same instant, places and
   launches; besteffort jobs are killed the kill duration before the start;
   no job is launched on an ``Absent`` resource, and an accepted reservation
-  waits for (or, after ``RESERVATION_WAITING_RESOURCES_TIMEOUT``, drops) its
-  resources that are not Alive, as kao does.
+  some of whose resources are not Alive waits for them, then (after
+  ``RESERVATION_WAITING_RESOURCES_TIMEOUT``) has its resources reduced, by
+  kao's rules (OAR3's, trap M8 included: see docs/differences-from-oar3.md).
 * **Never-fitting jobs**: a job that cannot be placed even on the empty
   platform (too many resources, beyond ``available_upto``...) or that the
   scheduler cannot understand is ``rejected`` at submission instead of
