@@ -55,22 +55,22 @@ cdef class Request:
     cdef readonly Hierarchy hierarchy
     cdef readonly int ngroups
     cdef readonly Py_ssize_t nwords
+    cdef readonly bint any_negative
+    # Bitsets that cross to Python are numpy arrays, reached through typed memoryviews ...
     cdef object _constraints        # 2D uint64 array (ngroups, nwords), the owner of cons
     cdef word[:, ::1] cons
-    cdef int[::1] lvl               # all groups' level indices, group g at gptr[g]..gptr[g+1]-1
-    cdef int64_t[::1] cnt
-    cdef int[::1] gptr
-    cdef int64_t[::1] minres        # a lower bound of the resources a group needs
-    cdef readonly bint any_negative
-    # scratch: the bitsets are numpy arrays reached through typed memoryviews, as everything above;
-    # the arrays of C structs are C memory the request owns (malloc'd in __init__, freed in __dealloc__)
-    cdef word[::1] work             # one group's available resources
     cdef cnp.ndarray _found
     cdef word[::1] found            # find: the answer (a copy of _found is returned)
-    cdef Op* ops                    # grown with realloc
-    cdef int64_t nops, cap_ops
+    # ... the rest is C memory the request owns alone (malloc'd in __init__, freed in __dealloc__)
+    cdef int* lvl                   # all groups' level indices, group g at gptr[g]..gptr[g+1]-1
+    cdef int64_t* cnt
+    cdef int* gptr
+    cdef int64_t* minres            # a lower bound of the resources a group needs
+    cdef word* work                 # one group's available resources
     cdef int64_t* bufs              # per depth: avail list and children list
     cdef int depth_cap
+    cdef Op* ops                    # grown with realloc
+    cdef int64_t nops, cap_ops
 
     cdef bint match(self, const word* avail, word* out) except -1
     cdef bint _match_group(self, const word* itvs, int g) except -1

@@ -32,6 +32,18 @@ cdef int8_t* _p8(int8_t[::1] a) except? NULL:
     return &a[0] if a.shape[0] else NULL
 
 
+cdef void* _c_array(Py_ssize_t n, size_t size) except NULL:
+    """Room for ``n`` items of ``size`` bytes (one at least), to be freed by their owner.
+
+    Not zeroed: every item is written before it is read (zeroing the work lists,
+    as large as the biggest level, would cost more than the matching).
+    """
+    cdef void* p = malloc((n if n > 0 else 1) * size)
+    if p == NULL:
+        raise MemoryError()
+    return p
+
+
 cdef class Hierarchy:
     """The hierarchy levels of a platform, as block interval lists.
 
@@ -215,13 +227,17 @@ cdef class Request:
     """
 
     def __cinit__(self):
+        self.lvl = self.gptr = NULL
+        self.cnt = self.minres = self.bufs = NULL
+        self.work = NULL
         self.ops = NULL
-        self.bufs = NULL
         self.nops = 0
         self.cap_ops = 0
 
     def __init__(self, Hierarchy hierarchy, list groups):
         cdef int g, k
+        if self.ops != NULL:
+            raise RuntimeError("a request is initialised once")
         self.hierarchy = hierarchy
         self.ngroups = len(groups)
         self.nwords = nwords(hierarchy.nbits)
@@ -250,29 +266,39 @@ cdef class Request:
             depth = max(depth, len(levels))
         self._constraints = cons
         self.cons = cons
-        self.lvl = np.array(lvls or [0], dtype=np.intc)
-        self.cnt = np.array(cnts or [0], dtype=np.int64)
-        self.gptr = np.array(gptr, dtype=np.intc)
-        self.minres = np.array(minres or [0], dtype=np.int64)
-        self.work = np.zeros(max(1, self.nwords), dtype=np.uint64)
         self._found = np.zeros(self.nwords, dtype=np.uint64)
         self.found = self._found
         if depth > MAX_DEPTH:
             raise ValueError(f"at most {MAX_DEPTH} hierarchy levels per group")
         self.depth_cap = depth
-        self.bufs = <int64_t*>malloc(2 * depth * hierarchy.max_blocks * sizeof(int64_t))
+        self.lvl = <int*>_c_array(len(lvls), sizeof(int))
+        self.cnt = <int64_t*>_c_array(len(cnts), sizeof(int64_t))
+        for k in range(len(lvls)):
+            self.lvl[k] = lvls[k]
+            self.cnt[k] = cnts[k]
+        self.gptr = <int*>_c_array(len(gptr), sizeof(int))
+        for k in range(len(gptr)):
+            self.gptr[k] = gptr[k]
+        self.minres = <int64_t*>_c_array(len(minres), sizeof(int64_t))
+        for k in range(len(minres)):
+            self.minres[k] = minres[k]
+        self.work = <word*>_c_array(self.nwords, sizeof(word))
+        self.bufs = <int64_t*>_c_array(2 * depth * hierarchy.max_blocks, sizeof(int64_t))
         self.cap_ops = 64
-        self.ops = <Op*>malloc(self.cap_ops * sizeof(Op))
-        if self.bufs == NULL or self.ops == NULL:
-            raise MemoryError()
+        self.ops = <Op*>_c_array(self.cap_ops, sizeof(Op))
         # build the pairs now: nothing Python-level is left for match()
         for g in range(self.ngroups):
             for k in range(self.gptr[g], self.gptr[g + 1] - 1):
                 hierarchy.pair(self.lvl[k], self.lvl[k + 1])
 
     def __dealloc__(self):
-        free(self.ops)
+        free(self.lvl)
+        free(self.cnt)
+        free(self.gptr)
+        free(self.minres)
+        free(self.work)
         free(self.bufs)
+        free(self.ops)
 
     @property
     def min_resources(self):
@@ -303,7 +329,7 @@ cdef class Request:
         cdef int g
         cdef int64_t k
         cdef Py_ssize_t nw = self.nwords
-        cdef word* work = &self.work[0]
+        cdef word* work = self.work
         bs_fill(out, 0, nw)
         for g in range(self.ngroups):
             bs_and(work, avail, &self.cons[g, 0], nw)

@@ -30,10 +30,11 @@ MAX_TIME = 2**31
 
 
 def _grown(arr, Py_ssize_t rows, fill=0):
-    """``arr`` copied into a new array of ``rows`` rows, the new rows set to ``fill``."""
+    """``arr`` copied into a new array of ``rows`` rows, the new rows set to ``fill`` (left as they come: None)."""
     new = np.empty((rows,) + arr.shape[1:], arr.dtype)
     new[: arr.shape[0]] = arr
-    new[arr.shape[0]:] = fill
+    if fill is not None:
+        new[arr.shape[0]:] = fill
     return new
 
 
@@ -86,7 +87,7 @@ cdef class SlotSet:
             self.prv = _grown(self.prv.base, cap)
             self.nxt = _grown(self.nxt.base, cap)
             self.rules = _grown(self.rules.base, cap, -1)
-            self._free = _grown(self._free, cap)
+            self._free = _grown(self._free, cap, None)  # a row is copied in before it is ever read
             self.free = self._free
             grow = [None] * (cap - self.capacity)
             self.ts.extend(grow)
