@@ -20,6 +20,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
+from oarsched.errors import ConfigError
+from oarsched.oar.metadb import priority_levels
+from oarsched.oar.schema import make_metadata
 from oarsched.oar.submit import add_job, add_running_job
 from oarsched.oar.user_notify import ALL_TAGS, parse
 from tests.oarcase import NOW, make_case
@@ -30,6 +33,10 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 def _url(backend: str, request) -> str | None:
     return request.getfixturevalue("pg_url") if backend == "postgresql" else None
+
+
+def schema_tables():
+    return make_metadata().tables
 
 
 def priorities(case) -> dict[int, int]:
@@ -102,6 +109,27 @@ def test_without_the_key_no_priority_changes(tmp_path: Path):
     assert code == 0, err
     assert set(priorities(case).values()) == {0}
     assert events(case) == []
+
+
+def test_priority_levels_are_read_as_oar3_reads_them():
+    resources = schema_tables()["resources"]
+    assert priority_levels("resource_id", resources) == ["resource_id"]
+    assert priority_levels("/network_address//id/", resources) == ["network_address", "resource_id"]
+    assert priority_levels("", resources) == []
+    with pytest.raises(ConfigError, match="no column switch"):
+        priority_levels("switch/resource_id", resources)
+
+
+def test_an_empty_priority_order_writes_only_the_event(tmp_path: Path):
+    """OAR3 loops over no level, then writes the event anyway (the early return is inside the loop)."""
+    case = make_case(tmp_path, lambda c: add_job(c, request="resource_id=1", walltime=600, queue="besteffort",
+                                                 types=["besteffort"]),
+                     conf={"SCHEDULER_PRIORITY_HIERARCHY_ORDER": ""})
+    with endpoints(case):
+        code, err = run(case)
+    assert code == 0, err
+    assert set(priorities(case).values()) == {0}
+    assert events(case) == [("SCHEDULER_PRIORITY_UPDATED_START", 1, NOW, "Scheduler priority for job 1 updated ()")]
 
 
 def test_an_unknown_priority_level_is_a_one_line_config_error(tmp_path: Path):
