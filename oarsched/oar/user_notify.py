@@ -21,13 +21,14 @@ import os
 import re
 import shlex
 import signal
-import smtplib
 import socket
 import subprocess
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from email.message import EmailMessage
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
 
 log = logging.getLogger("oarsched.kao.notify")
 
@@ -139,6 +140,8 @@ def deliver(notes: list[UserNotification], how: Delivery) -> tuple[list[str], li
     commands = [n for n in notes if n.kind == "exec"]
     if not commands:
         return failures, []
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_COMMANDS, len(commands))) as pool:
         outcomes = list(pool.map(lambda n: run_command(n, how), commands))
     for outcome in outcomes:
@@ -150,6 +153,8 @@ def deliver(notes: list[UserNotification], how: Delivery) -> tuple[list[str], li
 
 def mail_message(note: UserNotification, how: Delivery) -> EmailMessage:
     """OAR3's mail: subject ``*OAR* [TAG] (name) on SERVER`` (nothing between the spaces without a name)."""
+    from email.message import EmailMessage
+
     msg = EmailMessage()
     msg.set_content(note.text)
     name = f"({note.job_name})" if note.job_name else ""
@@ -161,6 +166,8 @@ def mail_message(note: UserNotification, how: Delivery) -> EmailMessage:
 
 def send_mail(note: UserNotification, how: Delivery) -> str | None:
     """One mail through ``MAIL_SMTP_SERVER`` (``host`` or ``host:port``); None when sent, else why not."""
+    import smtplib  # imported when a mail is due: most rounds send none
+
     if not how.smtp_server or not how.sender:
         return "MAIL_SMTP_SERVER and MAIL_SENDER must be set in oar.conf to send mail"
     try:
