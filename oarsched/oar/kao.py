@@ -449,7 +449,7 @@ class KaoRound:
         if info is None or not info.notify:
             return
         note = plan(job_id, info.notify, tag, text, name=info.name or None, user=info.user,
-                                info_type=info.info_type, add_event=self.mdb.add_event)
+                    info_type=info.info_type, add_event=self.mdb.add_event)
         if note is not None:
             self.out.users.append(note)
 
