@@ -23,7 +23,7 @@ from sqlalchemy import text
 from oarsched.errors import ConfigError
 from oarsched.oar.metadb import priority_levels
 from oarsched.oar.schema import make_metadata
-from oarsched.oar.submit import add_job, add_running_job
+from oarsched.oar.submit import add_job, add_reservation, add_running_job
 from oarsched.oar.user_notify import ALL_TAGS, parse
 from tests.oarcase import NOW, make_case
 from tests.test_kao import TcpServer, endpoints, free_port, query, run
@@ -272,6 +272,20 @@ def test_a_resumed_job_mails_running(tmp_path: Path):
     assert "[RUNNING]" in smtp.messages[0][2] and "Job is running." in smtp.messages[0][2]
 
 
+def test_an_expired_reservation_mails_its_user(tmp_path: Path):
+    def setup(c):
+        add_reservation(c, start_time=NOW - 5000, resource_ids=[1], walltime=600,
+                        extra={"notify": "[ERROR]mail:erin@lab.example"})
+    with smtp_server() as smtp:
+        case = make_case(tmp_path, setup, conf=_mail_conf(smtp.address))
+        with endpoints(case):
+            code, err = run(case)
+    assert code == 0, err
+    assert query(case, "SELECT state, message FROM jobs") == [("Error", "Reservation expired and couldn't be started.")]
+    assert [m[1] for m in smtp.messages] == [["erin@lab.example"]]
+    assert [e[:2] for e in events(case)] == [("USER_MAIL_NOTIFICATION", 1)]
+
+
 def test_mail_server_down_the_round_is_committed_and_the_failure_logged(tmp_path: Path):
     case = make_case(tmp_path, lambda c: add_job(c, walltime=600, state="toError",
                                                  extra={"notify": "mail:alice@lab.example"}),
@@ -318,16 +332,18 @@ def recorder(tmp_path: Path, body: str = "") -> tuple[Path, Path]:
     return script, log
 
 
-def _exec_case(tmp_path: Path, script: Path, *, name: str | None = "sim42", timeout: str = "30"):
+def _exec_case(tmp_path: Path, script: Path, *, name: str | None = "sim42", timeout: str = "30",
+               url: str | None = None):
     return make_case(tmp_path, lambda c: add_job(
         c, walltime=600, state="toError", name=name, user="alice",
         extra={"notify": "[ERROR]exec:/home/alice/bin/tell", "info_type": "frontend.lab:40001"}),
-        conf={"OPENSSH_CMD": str(script), "OAR_SSH_CONNECTION_TIMEOUT": timeout})
+        conf={"OPENSSH_CMD": str(script), "OAR_SSH_CONNECTION_TIMEOUT": timeout}, url=url)
 
 
-def test_exec_notification_runs_the_command_on_the_submission_host(tmp_path: Path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exec_notification_runs_the_command_on_the_submission_host(tmp_path: Path, backend: str, request):
     script, log = recorder(tmp_path)
-    case = _exec_case(tmp_path, script)
+    case = _exec_case(tmp_path, script, url=_url(backend, request))
     with endpoints(case):
         code, err = run(case)
     assert code == 0, err
