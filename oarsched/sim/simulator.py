@@ -252,6 +252,12 @@ class _SimJob:
         return self.spec.id
 
     @property
+    def engine(self) -> Job:
+        """:attr:`job`, asked for only while it is set (from the job's submission to its end)."""
+        assert self.job is not None, f"job {self.spec.id}: no engine job before its submission or after its end"
+        return self.job
+
+    @property
     def requeues(self) -> bool:
         return "idempotent" in self.spec.types
 
@@ -551,9 +557,9 @@ class _Run:
         sec = self.sim.config.job_security_time
         reaches_upto = now + job.spec.walltime + sec >= self.sim.first_upto
         key = (tuple((m.walltime if reaches_upto else 0, tuple((tuple(g.levels), g.property) for g in m.groups))
-                     for m in job.job.moldables), job.job.properties)
+                     for m in job.engine.moldables), job.engine.properties)
         if key not in self.fits_cache:
-            probe = Job(id=job.id, moldables=job.job.moldables, properties=job.job.properties, queue=job.spec.queue)
+            probe = Job(id=job.id, moldables=job.engine.moldables, properties=job.engine.properties, queue=job.spec.queue)
             result = self.sim.empty_scheduler.schedule([probe], now)
             if job.id in result.errors:
                 why = result.errors[job.id]
@@ -578,7 +584,7 @@ class _Run:
         job.scheduled = ScheduledJob(
             id=job.id, start_time=now, walltime=walltime, resources=np.asarray(resources, dtype=np.int64),
             moldable_id=moldable_id,
-            types=job.job.types, user=job.spec.user, project=job.spec.project, queue=job.spec.queue,
+            types=job.engine.types, user=job.spec.user, project=job.spec.project, queue=job.spec.queue,
             name=job.spec.name, state="Running")
         self.running[job.id] = job
         if job.spec.besteffort:
@@ -685,7 +691,7 @@ class _Run:
             self.reserved_gantt[job_id] = g
             self.reserved[job_id] = job.scheduled = ScheduledJob(
                 id=job_id, start_time=g.start_time, walltime=job.spec.walltime, resources=g.resources,
-                moldable_id=g.moldable_id, types=job.job.types, user=job.spec.user, project=job.spec.project,
+                moldable_id=g.moldable_id, types=job.engine.types, user=job.spec.user, project=job.spec.project,
                 queue=job.spec.queue, name=job.spec.name, state="Waiting")
             self.plan_valid = False  # the plan was made before it
             self.push_reservation(g.start_time, job_id, now)
@@ -807,7 +813,7 @@ class _Run:
             if not new:
                 continue
             skipped: dict[int, str] = {}
-            jobs = screen([j.job for j in new], skipped)  # as a full round screens them
+            jobs = screen([j.engine for j in new], skipped)  # as a full round screens them
             for job_id, why in skipped.items():
                 self.jobs[job_id].reason = why
                 self.plan_valid = False
@@ -913,8 +919,8 @@ class _Run:
         """The queue's waiting jobs, with their dependencies' states."""
         for job in waiting.values():
             if job.spec.depends:
-                job.job.dependencies = [self.dependency(d) for d in job.spec.depends]
-        return [j.job for j in waiting.values()]
+                job.engine.dependencies = [self.dependency(d) for d in job.spec.depends]
+        return [j.engine for j in waiting.values()]
 
     def round_options(self, queues: list[str], now: int) -> RoundOptions:
         """A queue group's round: the policy's order, capped; no never-fit check (done at submission)."""
@@ -934,7 +940,7 @@ class _Run:
 
     def as_scheduled(self, job: _SimJob, a: Assignment, start: int, state: str) -> ScheduledJob:
         return ScheduledJob(id=job.id, start_time=start, walltime=job.spec.walltime, resources=a.rids,
-                            moldable_id=a.moldable_id, types=job.job.types, user=job.spec.user,
+                            moldable_id=a.moldable_id, types=job.engine.types, user=job.spec.user,
                             project=job.spec.project, queue=job.spec.queue, name=job.spec.name, state=state)
 
     # -- accounting ----------------------------------------------------------------------
@@ -998,7 +1004,7 @@ class _SimRound(MemoryRound):
             accepted.setdefault(run.jobs[job_id].spec.queue, []).append(g)
         state = MetaState(
             now=now, scheduled=(), groups=[[(q, "Active") for q in group] for group in sim.groups], waiting={},
-            new_reservations={q: [(j.job, j.spec.reservation or 0) for j in jobs.values() if j.job is not None]
+            new_reservations={q: [(j.engine, j.spec.reservation or 0) for j in jobs.values()]
                               for q, jobs in run.new_reservations.items() if jobs},
             accepted=accepted, besteffort=list(run.besteffort.values()), kill_duration=sim.kill_duration,
             reservation_timeout=sim.reservation_timeout)
