@@ -111,7 +111,7 @@ from oarsched.engine.meta import (
     MetaRound,
     MetaState,
 )
-from oarsched.engine.round import Round, RoundOptions, RoundOutcome, _order, screen
+from oarsched.engine.round import Round, RoundOptions, RoundOutcome, ordered_jobs, screen
 from oarsched.engine.scheduler import (
     Assignment,
     ScheduledJob,
@@ -852,7 +852,7 @@ class _Run:
         """
         out = ScheduleResult()
         options = self.round_options(queues, now)
-        jobs, _karma = _order(waiting, options)
+        jobs, _karma = ordered_jobs(waiting, options)
         if options.max_jobs is not None:
             jobs = jobs[:options.max_jobs]
         skipped: dict[int, str] = {}
