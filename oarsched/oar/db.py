@@ -15,7 +15,7 @@ import os
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import (
@@ -437,7 +437,8 @@ class OarDatabase:
 
     # -- writing -----------------------------------------------------------------------------
     def write_decisions(self, conn: Connection, result: ScheduleResult, messages: dict[int, str],
-                        karma: dict[int, float] | None = None, start_times: dict[int, int] | None = None) -> int:
+                        karma: dict[int, float] | None = None, start_times: dict[int, int] | None = None, *,
+                        write_resources: Callable[[dict[int, list[tuple[int, int]]]], int] | None = None) -> int:
         """Insert the gantt rows of every assignment and update ``jobs.message``, ``last_karma`` and ``start_time``.
 
         Runs inside the caller's transaction: the round is written whole or not at all.
@@ -448,6 +449,8 @@ class OarDatabase:
         (its ORM rows are flushed by its commit): the predicted start of each
         placed job, -1 for each job considered but not placed; OAR3's
         meta-scheduler reads the gantt back in that order.
+        ``write_resources`` (moldable id -> its runs of contiguous resource ids) writes the resource rows
+        instead of the plain insert (the meta-scheduler writes them by difference).
         Returns the number of resource rows.
         """
         self._start_times_from_gantt(conn)
@@ -459,10 +462,10 @@ class OarDatabase:
         if not assignments:
             return 0
         conn.execute(insert(gp), [{"moldable_job_id": a.moldable_id, "start_time": a.start_time} for a in assignments])
-        ranges: list[tuple[int, int, int]] = []
-        for a in sorted(assignments, key=lambda a: a.moldable_id):
-            ranges.extend((a.moldable_id, lo, hi) for lo, hi in _ranges(a.rids))
-        return self._insert_resource_ranges(conn, ranges)
+        runs = {a.moldable_id: _ranges(a.rids) for a in sorted(assignments, key=lambda a: a.moldable_id)}
+        if write_resources is not None:
+            return write_resources(runs)
+        return self._insert_resource_ranges(conn, [(m, lo, hi) for m, rr in runs.items() for lo, hi in rr])
 
     def _start_times_from_gantt(self, conn: Connection) -> None:
         """``jobs.start_time`` := gantt start for every job already in the gantt, where they differ.
@@ -518,8 +521,10 @@ class OarDatabase:
         ))
         conn.execute(text(f"DELETE FROM {_JOB_VALUES}"))
 
-    def _insert_resource_ranges(self, conn: Connection, ranges: list[tuple[int, int, int]]) -> int:
-        """Insert ``(moldable_id, resource_id)`` for every id of every ``(moldable_id, lo, hi)`` range.
+    def _insert_resource_ranges(self, conn: Connection, ranges: list[tuple[int, int, int]],
+                                table: str = "gantt_jobs_resources") -> int:
+        """Insert ``(moldable_id, resource_id)`` into ``table`` (gantt-shaped) for every id of every
+        ``(moldable_id, lo, hi)`` range.
 
         PostgreSQL: one statement over three arrays, each range expanded by
         ``generate_series``.  SQLite (no ``generate_series``): the ranges go to
@@ -532,7 +537,7 @@ class OarDatabase:
         nrows = sum(hi - lo + 1 for _, lo, hi in ranges)
         if self.dialect == "postgresql":
             conn.execute(text(
-                "INSERT INTO gantt_jobs_resources (moldable_job_id, resource_id) "
+                f"INSERT INTO {table} (moldable_job_id, resource_id) "
                 "SELECT r.mld, g FROM unnest(CAST(:mld AS INTEGER[]), CAST(:lo AS INTEGER[]), CAST(:hi AS INTEGER[])) "
                 "AS r(mld, lo, hi) CROSS JOIN LATERAL generate_series(r.lo, r.hi) AS g"
             ), {"mld": [r[0] for r in ranges], "lo": [r[1] for r in ranges], "hi": [r[2] for r in ranges]})
@@ -548,7 +553,7 @@ class OarDatabase:
             "WITH RECURSIVE s(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM s WHERE k < :span) SELECT k FROM s"
         ), {"span": span})
         conn.execute(text(
-            "INSERT INTO gantt_jobs_resources (moldable_job_id, resource_id) "
+            f"INSERT INTO {table} (moldable_job_id, resource_id) "
             f"SELECT r.mld, r.lo + o.k FROM {_RANGES} AS r CROSS JOIN {_OFFSETS} AS o WHERE o.k <= r.hi - r.lo"
         ))
         conn.execute(text(f"DELETE FROM {_RANGES}"))
