@@ -24,7 +24,6 @@ from sqlalchemy import (
     asc,
     create_engine,
     desc,
-    exists,
     insert,
     select,
     text,
@@ -483,7 +482,7 @@ class OarDatabase:
             select(m.c.moldable_job_id.label("job_id"), gp.c.start_time)
             .join(gp, gp.c.moldable_job_id == m.c.moldable_id)
             .where(m.c.moldable_index == "CURRENT", gp.c.start_time.is_not(None),
-                   exists().where(gr.c.moldable_job_id == gp.c.moldable_job_id))
+                   has_gantt_resources(gr, gp.c.moldable_job_id))
         ).subquery()
         gantt_start = select(sub.c.start_time).where(sub.c.job_id == jobs_t.c.job_id).limit(1).scalar_subquery()
         conn.execute(
@@ -558,6 +557,14 @@ class OarDatabase:
         ))
         conn.execute(text(f"DELETE FROM {_RANGES}"))
         return nrows
+
+
+def has_gantt_resources(gr, moldable_id):
+    """``moldable_id`` has rows in ``gr``: one index probe per moldable.  A scalar sub-query, not EXISTS:
+    PostgreSQL turns EXISTS into a semi-join, which with nested loops off (:meth:`OarDatabase.prepare_round`)
+    reads every resource row of the gantt (millions)."""
+    return select(gr.c.moldable_job_id).where(gr.c.moldable_job_id == moldable_id).limit(1).scalar_subquery() \
+        .is_not(None)
 
 
 def _sqlite_file_exists(url: str) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import MetaData, delete, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from oarsched.engine.meta import BesteffortJob, GanttJob, WalltimeGrant, WalltimeRequest
-from oarsched.oar.db import OarDatabase, _ranges
+from oarsched.oar.db import OarDatabase, _ranges, has_gantt_resources
 
 log = logging.getLogger("oarsched.kao")
 
@@ -72,7 +72,7 @@ class MetaDb:
             .join(m, m.c.moldable_id == gp.c.moldable_job_id)
             .join(j, j.c.job_id == m.c.moldable_job_id)
             .where(j.c.reservation == "Scheduled", j.c.state.in_(["Waiting", "toAckReservation"]),
-                   select(gr.c.moldable_job_id).where(gr.c.moldable_job_id == gp.c.moldable_job_id).exists())
+                   has_gantt_resources(gr, gp.c.moldable_job_id))
         )
         return sorted(int(r[0]) for r in self.conn.execute(stmt))
 
