@@ -19,9 +19,13 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import (
+    ARRAY,
     Engine,
+    Integer,
     Select,
+    any_,
     asc,
+    bindparam,
     create_engine,
     desc,
     insert,
@@ -378,6 +382,11 @@ class OarDatabase:
             .where(m.c.moldable_index == "CURRENT")
             .order_by(gp.c.start_time, jobs_t.c.job_id, gr.c.resource_id)
         )
+        if self.dialect == "postgresql":
+            # the resource rows of the predicted moldables by index, not a hash join over all the rows (with
+            # nested loops off): the meta-scheduler's gantt holds last round's rows until its end
+            ids = [int(r[0]) for r in conn.execute(select(gp.c.moldable_job_id))]
+            stmt = stmt.where(gr.c.moldable_job_id == any_(bindparam("gantt_ids", ids, type_=ARRAY(Integer))))
         jobs: dict[int, ScheduledJob] = {}
         suspended_ids = []
         for row in conn.execute(stmt):

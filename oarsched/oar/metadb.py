@@ -126,16 +126,13 @@ class MetaDb:
                    reservation: str | None = None, sec: int = 0, start_by: int | None = None) -> list[GanttJob]:
         """Jobs in ``states`` with gantt rows (starting by ``start_by``), by job id; ``walltime`` = stored
         walltime + ``sec``."""
-        j, gp, gr, m = self.t["jobs"], self.t["gantt_jobs_predictions"], self.t["gantt_jobs_resources"], \
-            self.t["moldable_job_descriptions"]
+        j, gp, m = self.t["jobs"], self.t["gantt_jobs_predictions"], self.t["moldable_job_descriptions"]
         stmt = (
-            select(j.c.job_id, j.c.reservation, gp.c.moldable_job_id, gp.c.start_time, m.c.moldable_walltime,
-                   gr.c.resource_id)
+            select(j.c.job_id, j.c.reservation, gp.c.moldable_job_id, gp.c.start_time, m.c.moldable_walltime)
             .join(m, m.c.moldable_id == gp.c.moldable_job_id)
             .join(j, j.c.job_id == m.c.moldable_job_id)
-            .join(gr, gr.c.moldable_job_id == gp.c.moldable_job_id)
             .where(j.c.state.in_(states))
-            .order_by(j.c.job_id, gr.c.resource_id)
+            .order_by(j.c.job_id, gp.c.moldable_job_id)
         )
         if queue is not None:
             stmt = stmt.where(j.c.queue_name == queue)
@@ -143,15 +140,37 @@ class MetaDb:
             stmt = stmt.where(gp.c.start_time <= start_by)
         if reservation is not None:
             stmt = stmt.where(j.c.reservation == reservation, m.c.moldable_index == "CURRENT")
+        rows = self.conn.execute(stmt).all()
+        held = self._gantt_resources([int(row.moldable_job_id) for row in rows])
+        # a job's moldable is the one holding its lowest resource id (OAR3 reads rows by job and resource)
+        rows = sorted((row for row in rows if held.get(int(row.moldable_job_id))),
+                      key=lambda row: (row.job_id, held[int(row.moldable_job_id)][0]))
         out: dict[int, GanttJob] = {}
-        for row in self.conn.execute(stmt):
+        for row in rows:
+            rids = held[int(row.moldable_job_id)]
             g = out.get(row.job_id)
             if g is None:
                 g = out[row.job_id] = GanttJob(
                     id=int(row.job_id), moldable_id=int(row.moldable_job_id), start_time=int(row.start_time or 0),
                     walltime=int(row.moldable_walltime or 0) + sec, reservation=row.reservation or "None")
-            g.resources.append(int(row.resource_id))
+            g.resources.extend(rids)
+        for g in out.values():
+            g.resources.sort()
         return list(out.values())
+
+    def _gantt_resources(self, ids: list[int]) -> dict[int, list[int]]:
+        """The resource rows of the moldables ``ids``, by moldable and id: index lookups of those moldables
+        only (the gantt holds last round's rows until the round's end)."""
+        gr = self.t[GANTT_RESOURCES]
+        ids = sorted(set(ids))
+        got: dict[int, list[int]] = defaultdict(list)
+        for i in range(0, len(ids), SYNC_CHUNK):
+            stmt = (select(gr.c.moldable_job_id, gr.c.resource_id)
+                    .where(gr.c.moldable_job_id.in_(ids[i:i + SYNC_CHUNK]))
+                    .order_by(gr.c.moldable_job_id, gr.c.resource_id))
+            for m, r in self.conn.execute(stmt):
+                got[int(m)].append(int(r))
+        return got
 
     def resource_states(self) -> dict[int, str]:
         r = self.t["resources"]
@@ -396,13 +415,8 @@ class MetaDb:
 
     def _runs_in_gantt(self, ids: list[int]) -> dict[int, list[tuple[int, int]]]:
         """The resource rows of the moldables ``ids`` (few: the kept reservations), as runs."""
-        gr = self.t[GANTT_RESOURCES]
-        got: dict[int, list[int]] = {m: [] for m in ids}
-        for i in range(0, len(ids), SYNC_CHUNK):
-            stmt = select(gr.c.moldable_job_id, gr.c.resource_id).where(gr.c.moldable_job_id.in_(ids[i:i + SYNC_CHUNK]))
-            for m, r in self.conn.execute(stmt):
-                got[int(m)].append(int(r))
-        return {m: _ranges(np.unique(np.asarray(rids, dtype=np.int64))) for m, rids in got.items()}
+        got = self._gantt_resources(ids)
+        return {m: _ranges(np.asarray(got.get(m, []), dtype=np.int64)) for m in ids}
 
     def _predictions(self, table) -> dict[int, int | None]:
         return {int(m): s for m, s in self.conn.execute(select(table.c.moldable_job_id, table.c.start_time))}
