@@ -706,7 +706,7 @@ def job_message(*, nb_resources: int | None, queue: str, walltime: int | None = 
 
 def _ranges(ids: np.ndarray) -> list[tuple[int, int]]:
     """Contiguous runs of distinct ids."""
-    arr = np.sort(np.asarray(ids, dtype=np.int64))
+    arr = np.sort(np.asarray(ids, dtype=np.int64), kind="stable")  # timsort: ids come in long sorted runs
     if arr.size == 0:
         return []
     brk = np.nonzero(np.diff(arr) != 1)[0]

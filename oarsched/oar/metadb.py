@@ -61,6 +61,10 @@ class MetaDb:
         self.now = now
         self.frag_user = frag_user
         self.state_changes: list[tuple[int, str]] = []
+        self.kept: list[int] = []
+        """Moldables of accepted reservations keeping their gantt rows (:meth:`open_gantt`)."""
+        self.placed: dict[int, list[tuple[int, int]]] = {}
+        """Moldable -> its runs of resource ids, for every moldable given gantt rows this round."""
 
     # -- gantt initialisation -------------------------------------------------------------------
     def kept_reservation_moldables(self) -> list[int]:
@@ -323,7 +327,7 @@ class MetaDb:
         never see the rows left from the last round (an ``EXTRA_METASCHED`` hook reading the resource
         rows alone may, until the round's end)."""
         self.kept = self.kept_reservation_moldables()
-        self.placed: dict[int, list[tuple[int, int]]] = {}
+        self.placed = {}
         conn = self.conn
         name, cols = GANTT_PREDICTIONS, ", ".join(GANTT_PREDICTION_COLUMNS)
         kept = f" WHERE moldable_job_id IN ({', '.join(map(str, self.kept))})" if self.kept else " WHERE 0 = 1"
