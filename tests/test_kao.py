@@ -609,7 +609,7 @@ def test_unknown_extra_metasched_is_a_one_line_config_error(tmp_path: Path):
 
 
 def test_a_second_round_with_nothing_changed_rewrites_no_gantt_row(tmp_path: Path):
-    """The gantt is rebuilt in a scratch copy and written back by difference (OAR3 empties and refills it)."""
+    """The gantt and ``_visu`` are written by difference, moldable by moldable (OAR3 empties and refills them)."""
     def setup(c):
         add_running_job(c, start_time=NOW - 100, resource_ids=[1, 2, 3], walltime=7200)
         for request in ("resource_id=2", "resource_id=4", "network_address=1", "resource_id=8"):
