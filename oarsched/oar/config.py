@@ -118,6 +118,9 @@ DEFAULTS: dict[str, Any] = {
     "EXTRA_METASCHED_CONFIG": "",
     "WALLTIME_CHANGE_ENABLED": "NO",
     "ENERGY_SAVING_INTERNAL": "no",
+    # users' exec notifications (oarsub --notify exec:...)
+    "OPENSSH_CMD": "/usr/bin/ssh -p 6667",
+    "OAR_SSH_CONNECTION_TIMEOUT": 120,
     # submission side; OAR3's DEFAULT_CONFIG says "resource_id", its packaged
     # oar.conf (and oarsched's request parser) say "network_address".
     "OARSUB_NODES_RESOURCES": "network_address",

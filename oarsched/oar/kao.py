@@ -74,9 +74,17 @@ from oarsched.oar.kamelot import (
     decision_messages,
     parse_now,
 )
-from oarsched.oar.metadb import NOT_WAITING_STATES, JobInfo, MetaDb
+from oarsched.oar.metadb import NOT_WAITING_STATES, JobInfo, MetaDb, priority_levels
 from oarsched.oar.notify import Endpoints, NodeCommands, Outbox, TcpMessage, send_all
 from oarsched.oar.readers import read_platform
+from oarsched.oar.user_notify import (
+    ERROR_TEXT,
+    RUNNING_TEXT,
+    Delivery,
+    UserNotification,
+    deliver,
+    plan,
+)
 
 log = logging.getLogger("oarsched.kao")
 
@@ -324,6 +332,7 @@ class KaoRound:
             mdb.launch(job)
             self.out.run_job(job.id)
             self.result.launched.append(job.id)
+        self._scheduler_priority([job.id for job in jobs], +2, "START")
 
     def _cut_late_reservation(self, job: GanttJob) -> None:
         """A reservation starting late keeps its end: walltime, gantt start, event and message."""
@@ -390,6 +399,7 @@ class KaoRound:
             if "noop" in types.get(info.id, {}):
                 if mdb.set_job_state(info.id, "Running"):
                     mdb.release_suspended(info.id)
+                    self._notify_user(info.id, "RUNNING", RUNNING_TEXT)
                 continue
             why = _resume_script_failure(self.config, info.id)
             if why:
@@ -419,8 +429,32 @@ class KaoRound:
                 self._error_done(info.id)
 
     def _error_done(self, job_id: int) -> None:
+        """OAR3's ``set_job_state(Error)`` after the state: dates and flags, the user told, the scheduler
+        priority given back, the job's rows marked LOG (PostgreSQL), Almighty told."""
         self.mdb.error_side_effects(job_id)
+        self._notify_user(job_id, "ERROR", ERROR_TEXT)
+        self._scheduler_priority([job_id], -2, "STOP")
+        self.mdb.log_jobs([job_id])
         self.out.chstate()
+
+    def _notify_user(self, job_id: int, tag: str, text: str) -> None:
+        """The job's own notification (``jobs.notify``): mail event now, mail or command after the commit."""
+        info = self.mdb.job_infos([job_id]).get(job_id)
+        if info is None or not info.notify:
+            return
+        note = plan(job_id, info.notify, tag, text, name=info.name or None, user=info.user,
+                    info_type=info.info_type, add_event=self.mdb.add_event)
+        if note is not None:
+            self.out.users.append(note)
+
+    def _scheduler_priority(self, job_ids: list[int], value: int, state: str) -> None:
+        """``SCHEDULER_PRIORITY_HIERARCHY_ORDER``: resources' ``scheduler_priority`` on besteffort and
+        timesharing jobs' start (``+2``) and end (``-2``)."""
+        order = self.config.get("SCHEDULER_PRIORITY_HIERARCHY_ORDER")
+        if order is None or not job_ids:
+            return
+        levels = priority_levels(str(order), self.db.tables["resources"])
+        self.mdb.update_scheduler_priority(job_ids, levels, str(order), value, state)
 
     def _to_ack_reservation(self, jobs: list[JobInfo]) -> None:
         for i, info in enumerate(jobs):
@@ -480,6 +514,7 @@ def run_kao(db: OarDatabase, config: OarConfig, now: int, *, notify: bool = True
     free resources at once.  ``lock_wait``: seconds to wait for it (None: as long as it takes).
     """
     frag_user = os.environ.get("OARDO_USER") or os.environ.get("USER")
+    delivery = Delivery.from_config(config)
     with db.round_transaction(lock_wait) as conn:
         mdb = MetaDb(db, conn, now, frag_user)
         result = KaoRound(db, config, mdb, now).run()
@@ -492,7 +527,26 @@ def run_kao(db: OarDatabase, config: OarConfig, now: int, *, notify: bool = True
         late = _after_refused(db, now, frag_user, result, refused)
         if late.almighty:
             result.notify_failures += send_all(late, endpoints, lambda m: None)
+    if result.outbox.users:
+        result.notify_failures += _notify_users(db, now, frag_user, result.outbox.users, delivery)
     return result
+
+
+def _notify_users(db: OarDatabase, now: int, frag_user: str | None, notes: list[UserNotification],
+                  delivery: Delivery) -> list[str]:
+    """Users' mails and commands, last (a dead host may take ``OAR_SSH_CONNECTION_TIMEOUT``); the commands'
+    outcome events in a transaction of their own.  Failures are logged and returned, never raised."""
+    failures, outcomes = deliver(notes, delivery)
+    if outcomes:
+        try:
+            with db.round_transaction() as conn:
+                mdb = MetaDb(db, conn, now, frag_user)
+                for o in outcomes:
+                    mdb.add_event(o.event, o.job_id, o.description)
+        except (SQLAlchemyError, OarschedError) as exc:
+            failures.append(f"user notification events not written: {exc}")
+            log.error("user notification events not written: %s", _first_line(exc))
+    return failures
 
 
 def _after_refused(db: OarDatabase, now: int, frag_user: str | None, result: KaoResult,

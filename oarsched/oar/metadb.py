@@ -14,6 +14,7 @@ from sqlalchemy import MetaData, delete, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from oarsched.engine.meta import BesteffortJob, GanttJob, WalltimeGrant, WalltimeRequest
+from oarsched.errors import ConfigError
 from oarsched.oar.db import OarDatabase, _ranges, has_gantt_resources
 
 log = logging.getLogger("oarsched.kao")
@@ -49,6 +50,7 @@ class JobInfo:
     name: str
     queue: str
     checkpoint: int
+    notify: str | None = None
 
 
 class MetaDb:
@@ -269,7 +271,7 @@ class MetaDb:
 
     def error_side_effects(self, job_id: int) -> None:
         """A job gone to Error: ``stop_time`` at least ``start_time``, its resources' ``last_job_date``,
-        suspended flags released, and (PostgreSQL, as OAR3's ``log_job``) its rows marked LOG."""
+        suspended flags released (its rows are marked LOG by :meth:`log_jobs`)."""
         j, ar, r = self.t["jobs"], self.t["assigned_resources"], self.t["resources"]
         row = self.conn.execute(select(j.c.start_time, j.c.stop_time, j.c.assigned_moldable_job, j.c.suspended)
                                 .where(j.c.job_id == job_id)).first()
@@ -282,6 +284,89 @@ class MetaDb:
             self.conn.execute(update(r).where(r.c.resource_id.in_(rids)).values(last_job_date=self.now))
         if row.suspended == "YES" and "suspended_jobs" in r.c:
             self.release_suspended(job_id)
+
+    def log_jobs(self, job_ids: list[int]) -> None:
+        """OAR3's ``log_job`` on PostgreSQL (it does nothing on SQLite): the finished jobs' moldables, resource
+        groups and descriptions, types, dependencies and assigned resources go from index CURRENT to LOG, which
+        OAR's tools read (``index='CURRENT'``)."""
+        if not job_ids or self.db.dialect != "postgresql":
+            return
+        t = self.t
+        j, m, g, d = t["jobs"], t["moldable_job_descriptions"], t["job_resource_groups"], t["job_resource_descriptions"]
+        ty, dep, ar = t["job_types"], t["job_dependencies"], t["assigned_resources"]
+        conn = self.conn
+        conn.execute(update(m).where(m.c.moldable_job_id.in_(job_ids), m.c.moldable_index == "CURRENT")
+                     .values(moldable_index="LOG"))
+        groups = select(g.c.res_group_id).join(m, m.c.moldable_id == g.c.res_group_moldable_id).where(
+            m.c.moldable_job_id.in_(job_ids))
+        conn.execute(update(d).where(d.c.res_job_group_id.in_(groups)).values(res_job_index="LOG"))
+        logged = select(m.c.moldable_id).where(m.c.moldable_job_id.in_(job_ids), m.c.moldable_index == "LOG")
+        conn.execute(update(g).where(g.c.res_group_moldable_id.in_(logged), g.c.res_group_index == "CURRENT")
+                     .values(res_group_index="LOG"))
+        conn.execute(update(ty).where(ty.c.job_id.in_(job_ids), ty.c.types_index == "CURRENT")
+                     .values(types_index="LOG"))
+        conn.execute(update(dep).where(dep.c.job_id.in_(job_ids), dep.c.job_dependency_index == "CURRENT")
+                     .values(job_dependency_index="LOG"))
+        assigned = select(j.c.assigned_moldable_job).where(j.c.job_id.in_(job_ids), j.c.assigned_moldable_job != 0)
+        conn.execute(update(ar).where(ar.c.moldable_job_id.in_(assigned), ar.c.assigned_resource_index == "CURRENT")
+                     .values(assigned_resource_index="LOG"))
+
+    def update_scheduler_priority(self, job_ids: list[int], levels: list[str], order: str, value: int,
+                                  state: str) -> None:
+        """OAR3's ``update_current_scheduler_priority`` for the jobs ``job_ids`` (``START`` +2 on toLaunch,
+        ``STOP`` -2 on Error; ``levels``: the resource columns of ``SCHEDULER_PRIORITY_HIERARCHY_ORDER``).
+
+        Only besteffort or timesharing jobs count, once each: START when the job has no
+        ``SCHEDULER_PRIORITY_UPDATED_START`` event yet, STOP when it has one.  For the i-th level (from 1),
+        every resource sharing a value of that column with the job's current assigned resources gets
+        ``scheduler_priority += value * i * coeff`` (coeff 10 for besteffort without timesharing, else 1);
+        then the event ``SCHEDULER_PRIORITY_UPDATED_<state>``.  A job without assigned resources is left
+        alone (no event), as in OAR3 (with no level at all, only the event is written).  One UPDATE per level
+        and coefficient, whatever the number of jobs.
+        """
+        if not job_ids:
+            return
+        e, j, ar = self.t["event_logs"], self.t["jobs"], self.t["assigned_resources"]
+        started = {int(r[0]) for r in self.conn.execute(
+            select(e.c.job_id).distinct().where(e.c.type == "SCHEDULER_PRIORITY_UPDATED_START",
+                                               e.c.job_id.in_(job_ids)))}
+        holding = {int(r[0]): int(r[1]) for r in self.conn.execute(
+            select(j.c.job_id, j.c.assigned_moldable_job).where(
+                j.c.job_id.in_(job_ids),
+                select(ar.c.resource_id).where(ar.c.moldable_job_id == j.c.assigned_moldable_job,
+                                               ar.c.assigned_resource_index == "CURRENT").exists()))}
+        by_coeff: dict[int, list[int]] = defaultdict(list)
+        for jid, types in self.types_of(job_ids).items():
+            if ("besteffort" not in types and "timesharing" not in types) or (levels and jid not in holding) \
+                    or (jid in started) != (state == "STOP"):
+                continue
+            by_coeff[10 if "besteffort" in types and "timesharing" not in types else 1].append(jid)
+        for coeff, jids in sorted(by_coeff.items()):
+            moldables = [holding.get(jid, 0) for jid in jids]
+            for index, column in enumerate(levels, start=1):
+                self._raise_priority(moldables, column, value * index * coeff)
+        done = sorted(jid for jids in by_coeff.values() for jid in jids)
+        if done:
+            self.conn.execute(insert(e), [
+                {"type": f"SCHEDULER_PRIORITY_UPDATED_{state}", "job_id": jid, "date": self.now,
+                 "description": f"Scheduler priority for job {jid} updated ({order})"[:EVENT_DESCRIPTION_MAX],
+                 "to_check": "YES"} for jid in done])
+
+    def _raise_priority(self, moldables: list[int], column: str, step: int) -> None:
+        """``scheduler_priority += step`` once per moldable of ``moldables`` whose current assigned resources
+        share the resource's value of ``column``."""
+        r, ar = self.t["resources"], self.t["assigned_resources"]
+        mine = r.alias("mine")
+        held = (select(mine.c[column])
+                .join(ar, ar.c.resource_id == mine.c.resource_id)
+                .where(ar.c.moldable_job_id.in_(moldables), ar.c.assigned_resource_index == "CURRENT"))
+        sharing = (select(func.count(ar.c.moldable_job_id.distinct()))
+                   .join(mine, mine.c.resource_id == ar.c.resource_id)
+                   .where(ar.c.moldable_job_id.in_(moldables), ar.c.assigned_resource_index == "CURRENT",
+                          mine.c[column] == r.c[column])
+                   .correlate(r).scalar_subquery())
+        self.conn.execute(update(r).where(r.c[column].in_(held))
+                          .values(scheduler_priority=r.c.scheduler_priority + step * sharing))
 
     def release_suspended(self, job_id: int) -> None:
         """``resources.suspended_jobs='NO'`` on the job's resources no other suspended job uses."""
@@ -598,6 +683,17 @@ class MetaDb:
         return [row[0] for row in self.conn.execute(stmt)]
 
 
+def priority_levels(order: str, resources) -> list[str]:
+    """The ``resources`` columns ``SCHEDULER_PRIORITY_HIERARCHY_ORDER`` names, from its ``/``-separated levels
+    (empty ones skipped; ``resource_id`` and ``id`` are the resource id); ConfigError on an unknown one."""
+    levels = ["resource_id" if f in ("id", "resource_id") else f for f in order.split("/") if f]
+    unknown = [f for f in levels if f not in resources.c]
+    if unknown:
+        raise ConfigError(f"SCHEDULER_PRIORITY_HIERARCHY_ORDER={order!r}: resources has no column "
+                          + ", ".join(unknown))
+    return levels
+
+
 GANTT_PREDICTIONS, GANTT_RESOURCES = "gantt_jobs_predictions", "gantt_jobs_resources"
 GANTT_PREDICTION_COLUMNS = ("moldable_job_id", "start_time")
 
@@ -640,6 +736,6 @@ def _info(r) -> JobInfo:
         info_type=r.info_type, message=r.message or "", start_time=int(r.start_time or 0),
         stop_time=int(r.stop_time or 0), assigned_moldable_job=int(r.assigned_moldable_job or 0),
         suspended=r.suspended or "NO", user=r.job_user or "", name=r.job_name or "", queue=r.queue_name or "",
-        checkpoint=int(r.checkpoint or 0),
+        checkpoint=int(r.checkpoint or 0), notify=r.notify,
     )
 

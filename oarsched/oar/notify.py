@@ -13,6 +13,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from oarsched.oar.user_notify import UserNotification
+
 log = logging.getLogger("oarsched.kao.notify")
 
 ZMQ_LINGER_MS = 2000
@@ -54,6 +56,8 @@ class Outbox:
     bipbip: list[dict] = field(default_factory=list)
     tcp: list[TcpMessage] = field(default_factory=list)
     nodes: NodeCommands | None = None
+    users: list[UserNotification] = field(default_factory=list)
+    """Users' mails and commands (``jobs.notify``), sent after everything else."""
     _run_sent: set[int] = field(default_factory=set)
 
     def chstate(self) -> None:
