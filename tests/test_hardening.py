@@ -360,7 +360,7 @@ def test_connection_lost_is_not_a_bad_property(tmp_path: Path, pg_server: str, p
     """The connection lost while a job's property is evaluated: a database error, not the job's fault."""
     from oarsched.model.properties import parse_property
     from oarsched.oar.db import OarDatabase
-    from oarsched.oar.kamelot import _guarded_select
+    from oarsched.oar.round_support import guarded_select
 
     case = make_case(tmp_path, url=pg_url)
     db = OarDatabase(case.url)
@@ -371,7 +371,7 @@ def test_connection_lost_is_not_a_bad_property(tmp_path: Path, pg_server: str, p
             with admin.connect() as a:
                 a.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
             with pytest.raises(SQLAlchemyError) as caught:
-                _guarded_select(db, conn)(parse_property("core > 2"))
+                guarded_select(db, conn)(parse_property("core > 2"))
             assert not isinstance(caught.value, PropertyError)
     except SQLAlchemyError:
         pass  # the rollback of a dead connection

@@ -1,6 +1,7 @@
 # cython: language_level=3
 """C-level API of the hierarchy matcher (OAR's scattered block extraction)."""
-from libc.stdint cimport int64_t
+cimport numpy as cnp
+from libc.stdint cimport int8_t, int64_t
 from oarsched._core.bitset cimport word
 
 
@@ -18,7 +19,7 @@ cdef struct Pair:
     # in the lower level's order, with the intervals of P & x.
     int64_t* eptr       # P's entries are eptr[P] .. eptr[P+1]-1
     int64_t* blk        # entry -> lower block index
-    char* subset        # entry -> lower block entirely inside P
+    int8_t* subset      # entry -> lower block entirely inside P
     int64_t* iptr       # entry -> intervals iptr[e] .. iptr[e+1]-1
     int64_t* lo
     int64_t* hi
@@ -35,7 +36,7 @@ cdef class Hierarchy:
     cdef readonly Py_ssize_t nbits
     cdef readonly list labels
     cdef dict _label_index
-    cdef list _keep                 # numpy arrays owning the memory behind the C structs
+    cdef list _keep                 # the numpy arrays owning the memory the C structs point into
     cdef list _block_of             # per level: order index -> block index (-1: none)
     cdef list _block_size
     cdef Level* levels
@@ -54,21 +55,22 @@ cdef class Request:
     cdef readonly Hierarchy hierarchy
     cdef readonly int ngroups
     cdef readonly Py_ssize_t nwords
-    cdef object _constraints        # 2D uint64 array (ngroups, nwords)
-    cdef word* cons
-    cdef object _levels, _counts, _gptr, _minres
+    cdef readonly bint any_negative
+    # Bitsets that cross to Python are numpy arrays, reached through typed memoryviews ...
+    cdef object _constraints        # 2D uint64 array (ngroups, nwords), the owner of cons
+    cdef word[:, ::1] cons
+    cdef cnp.ndarray _found
+    cdef word[::1] found            # find: the answer (a copy of _found is returned)
+    # ... the rest is C memory the request owns alone (malloc'd in __init__, freed in __dealloc__)
     cdef int* lvl                   # all groups' level indices, group g at gptr[g]..gptr[g+1]-1
     cdef int64_t* cnt
     cdef int* gptr
     cdef int64_t* minres            # a lower bound of the resources a group needs
-    cdef readonly bint any_negative
-    # scratch
-    cdef Op* ops
-    cdef int64_t nops, cap_ops
-    cdef object _work
-    cdef word* work
+    cdef word* work                 # one group's available resources
     cdef int64_t* bufs              # per depth: avail list and children list
     cdef int depth_cap
+    cdef Op* ops                    # grown with realloc
+    cdef int64_t nops, cap_ops
 
     cdef bint match(self, const word* avail, word* out) except -1
     cdef bint _match_group(self, const word* itvs, int g) except -1

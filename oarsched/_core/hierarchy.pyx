@@ -11,7 +11,7 @@ import numpy as np
 cimport cython
 cimport numpy as cnp
 from libc.stdlib cimport malloc, realloc, free
-from libc.stdint cimport int64_t
+from libc.stdint cimport int8_t, int64_t
 from oarsched._core.bitset cimport (
     word, nwords, bs_and, bs_count, bs_fill, bs_range_all, bs_range_any,
     bs_range_count, bs_set_range, bs_take_first,
@@ -23,20 +23,25 @@ cdef enum:
     MAX_DEPTH = 32
 
 
-cdef int64_t* _p64(cnp.ndarray arr):
-    return <int64_t*>arr.data
+cdef int64_t* _p64(int64_t[::1] a) except? NULL:
+    """The first element of an array kept by the hierarchy (NULL when it is empty: nothing is read then)."""
+    return &a[0] if a.shape[0] else NULL
 
 
-@cython.wraparound(True)
-@cython.boundscheck(True)
-def _runs(cnp.ndarray[cnp.int64_t, ndim=1] r):
-    """Split sorted order indices into runs: (lo array, hi array)."""
-    if r.shape[0] == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    brk = np.nonzero(np.diff(r) != 1)[0]
-    starts = np.concatenate(([0], brk + 1))
-    ends = np.concatenate((brk, [r.shape[0] - 1]))
-    return r[starts], r[ends]
+cdef int8_t* _p8(int8_t[::1] a) except? NULL:
+    return &a[0] if a.shape[0] else NULL
+
+
+cdef void* _c_array(Py_ssize_t n, size_t size) except NULL:
+    """Room for ``n`` items of ``size`` bytes (one at least), to be freed by their owner.
+
+    Not zeroed: every item is written before it is read (zeroing the work lists,
+    as large as the biggest level, would cost more than the matching).
+    """
+    cdef void* p = malloc((n if n > 0 else 1) * size)
+    if p == NULL:
+        raise MemoryError()
+    return p
 
 
 cdef class Hierarchy:
@@ -114,7 +119,7 @@ cdef class Hierarchy:
         cdef Pair* p = &self.pairs[self.npairs]
         p.eptr = _p64(eptr)
         p.blk = _p64(ent_b)
-        p.subset = <char*>(<cnp.ndarray>subset).data
+        p.subset = _p8(subset)
         p.iptr = _p64(iptr)
         p.lo = _p64(lo)
         p.hi = _p64(hi)
@@ -222,13 +227,17 @@ cdef class Request:
     """
 
     def __cinit__(self):
+        self.lvl = self.gptr = NULL
+        self.cnt = self.minres = self.bufs = NULL
+        self.work = NULL
         self.ops = NULL
-        self.bufs = NULL
         self.nops = 0
         self.cap_ops = 0
 
     def __init__(self, Hierarchy hierarchy, list groups):
         cdef int g, k
+        if self.ops != NULL:
+            raise RuntimeError("a request is initialised once")
         self.hierarchy = hierarchy
         self.ngroups = len(groups)
         self.nwords = nwords(hierarchy.nbits)
@@ -256,45 +265,53 @@ cdef class Request:
             gptr.append(len(lvls))
             depth = max(depth, len(levels))
         self._constraints = cons
-        self.cons = <word*>(<cnp.ndarray>cons).data
-        self._levels = np.array(lvls or [0], dtype=np.int32)
-        self._counts = np.array(cnts or [0], dtype=np.int64)
-        self._gptr = np.array(gptr, dtype=np.int32)
-        self._minres = np.array(minres or [0], dtype=np.int64)
-        self.lvl = <int*>(<cnp.ndarray>self._levels).data
-        self.cnt = <int64_t*>(<cnp.ndarray>self._counts).data
-        self.gptr = <int*>(<cnp.ndarray>self._gptr).data
-        self.minres = <int64_t*>(<cnp.ndarray>self._minres).data
-        self._work = np.zeros(self.nwords, dtype=np.uint64)
-        self.work = <word*>(<cnp.ndarray>self._work).data
+        self.cons = cons
+        self._found = np.zeros(self.nwords, dtype=np.uint64)
+        self.found = self._found
         if depth > MAX_DEPTH:
             raise ValueError(f"at most {MAX_DEPTH} hierarchy levels per group")
         self.depth_cap = depth
-        self.bufs = <int64_t*>malloc(2 * depth * hierarchy.max_blocks * sizeof(int64_t))
+        self.lvl = <int*>_c_array(len(lvls), sizeof(int))
+        self.cnt = <int64_t*>_c_array(len(cnts), sizeof(int64_t))
+        for k in range(len(lvls)):
+            self.lvl[k] = lvls[k]
+            self.cnt[k] = cnts[k]
+        self.gptr = <int*>_c_array(len(gptr), sizeof(int))
+        for k in range(len(gptr)):
+            self.gptr[k] = gptr[k]
+        self.minres = <int64_t*>_c_array(len(minres), sizeof(int64_t))
+        for k in range(len(minres)):
+            self.minres[k] = minres[k]
+        self.work = <word*>_c_array(self.nwords, sizeof(word))
+        self.bufs = <int64_t*>_c_array(2 * depth * hierarchy.max_blocks, sizeof(int64_t))
         self.cap_ops = 64
-        self.ops = <Op*>malloc(self.cap_ops * sizeof(Op))
+        self.ops = <Op*>_c_array(self.cap_ops, sizeof(Op))
         # build the pairs now: nothing Python-level is left for match()
         for g in range(self.ngroups):
             for k in range(self.gptr[g], self.gptr[g + 1] - 1):
                 hierarchy.pair(self.lvl[k], self.lvl[k + 1])
 
     def __dealloc__(self):
-        free(self.ops)
+        free(self.lvl)
+        free(self.cnt)
+        free(self.gptr)
+        free(self.minres)
+        free(self.work)
         free(self.bufs)
+        free(self.ops)
 
     @property
     def min_resources(self):
         """Lower bound of the resources each group needs (used to skip hopeless windows)."""
-        return [int(x) for x in self._minres[: self.ngroups]]
+        return [int(self.minres[g]) for g in range(self.ngroups)]
 
-    def find(self, cnp.ndarray[cnp.uint64_t, ndim=1] avail):
+    def find(self, const word[::1] avail):
         """The resources the request takes in ``avail``, or None when it does not fit."""
         if avail.shape[0] != self.nwords:
             raise ValueError("bitset of the wrong size")
-        out = np.zeros(self.nwords, dtype=np.uint64)
-        if self.match(<word*>avail.data, <word*>(<cnp.ndarray>out).data):
-            return out
-        return None
+        if not self.match(&avail[0], &self.found[0]):
+            return None
+        return cnp.PyArray_Copy(self._found)
 
     cdef int64_t _push(self, int64_t lo, int64_t hi, int64_t n) except -1:
         if self.nops == self.cap_ops:
@@ -312,19 +329,20 @@ cdef class Request:
         cdef int g
         cdef int64_t k
         cdef Py_ssize_t nw = self.nwords
+        cdef word* work = self.work
         bs_fill(out, 0, nw)
         for g in range(self.ngroups):
-            bs_and(self.work, avail, self.cons + g * nw, nw)
-            if bs_count(self.work, nw) < self.minres[g]:
+            bs_and(work, avail, &self.cons[g, 0], nw)
+            if bs_count(work, nw) < self.minres[g]:
                 return False
             self.nops = 0
-            if not self._match_group(self.work, g):
+            if not self._match_group(work, g):
                 return False
             for k in range(self.nops):
                 if self.ops[k].n == 0:
                     bs_set_range(out, self.ops[k].lo, self.ops[k].hi)
                 else:
-                    bs_take_first(out, self.work, self.ops[k].lo, self.ops[k].hi, self.ops[k].n)
+                    bs_take_first(out, work, self.ops[k].lo, self.ops[k].hi, self.ops[k].n)
         return True
 
     cdef bint _match_group(self, const word* itvs, int g) except -1:

@@ -18,11 +18,8 @@ a constant number of times per search.
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t
-from libc.stdlib cimport calloc, realloc
-from libc.stdlib cimport free as c_free
-from libc.string cimport memcpy
 from oarsched._core.bitset cimport (
-    word, nwords, bs_copy, bs_iand, bs_ior, bs_iandnot, bs_and,
+    word, nwords, bs_copy, bs_fill, bs_iand, bs_ior, bs_iandnot, bs_and,
 )
 from oarsched._core.hierarchy cimport Request
 
@@ -32,9 +29,12 @@ MAX_TIME = 2**31
 """End of OAR3's time line (``oar.kao.slot.MAX_TIME``): the end of every slot set (oarsched's one definition)."""
 
 
-def _grown(arr, Py_ssize_t cap):
-    new = np.zeros(cap, arr.dtype)
+def _grown(arr, Py_ssize_t rows, fill=0):
+    """``arr`` copied into a new array of ``rows`` rows, the new rows set to ``fill`` (left as they come: None)."""
+    new = np.empty((rows,) + arr.shape[1:], arr.dtype)
     new[: arr.shape[0]] = arr
+    if fill is not None:
+        new[arr.shape[0]:] = fill
     return new
 
 
@@ -44,37 +44,26 @@ cdef class SlotSet:
     ``free`` is the bitset (uint64 array) of the resources free in that slot.
     """
 
-    def __cinit__(self):
-        self.free = NULL
-
-    def __dealloc__(self):
-        c_free(self.free)
-
     def __init__(self, Py_ssize_t nbits, int64_t begin, int64_t end=MAX_TIME, free=None, Py_ssize_t capacity=64):
         if end < begin:
             raise ValueError(f"slot set ends ({end}) before it begins ({begin})")
         self.nbits = nbits
         self.nwords = nwords(nbits)
         self.capacity = max(4, capacity)
-        self._b = np.zeros(self.capacity, np.int64)
-        self._e = np.zeros(self.capacity, np.int64)
-        self._prev = np.zeros(self.capacity, np.int64)
-        self._next = np.zeros(self.capacity, np.int64)
-        self._rules = np.full(self.capacity, -1, np.int64)
-        # the free sets, one row per slot id: C memory grown with realloc (no copy, no transient double)
-        self.free = <word*>calloc(self.capacity * max(1, self.nwords), sizeof(word))
-        if self.free == NULL:
-            raise MemoryError()
-        self._scratch = np.zeros(max(1, self.nwords), np.uint64)
-        self._acc = np.zeros(max(1, self.nwords), np.uint64)
-        self._out = np.zeros(max(1, self.nwords), np.uint64)
-        self._seq = np.zeros(64, np.int64)
-        self.seq_cap = 64
-        self.seq_buf = <int64_t*>(<cnp.ndarray>self._seq).data
-        self._suffix = np.empty((16, max(1, self.nwords)), np.uint64)
-        self.suffix_cap = 16
-        self.suffix_buf = <word*>(<cnp.ndarray>self._suffix).data
-        self._refresh()
+        cdef Py_ssize_t row = max(1, self.nwords)
+        self.b = np.zeros(self.capacity, np.int64)
+        self.e = np.zeros(self.capacity, np.int64)
+        self.prv = np.zeros(self.capacity, np.int64)
+        self.nxt = np.zeros(self.capacity, np.int64)
+        self.rules = np.full(self.capacity, -1, np.int64)
+        self._free = np.zeros((self.capacity, row), np.uint64)
+        self.free = self._free
+        self.scratch = np.zeros(row, np.uint64)
+        self.acc = np.zeros(row, np.uint64)
+        self._out = np.zeros(self.nwords, np.uint64)
+        self.out = self._out
+        self.seq = np.zeros(64, np.int64)
+        self.suffix = np.zeros((16, row), np.uint64)
         self.ts = [None] * self.capacity
         self.ph = [None] * self.capacity
         self.quotas = [None] * self.capacity
@@ -86,45 +75,29 @@ cdef class SlotSet:
         self.b[1] = begin
         self.e[1] = end
         if free is not None:
-            row = np.zeros(self.nwords, np.uint64)
-            row[:] = free
-            if self.nwords:
-                memcpy(self.free + self.nwords, <word*>(<cnp.ndarray>row).data, self.nwords * sizeof(word))
-
-    cdef void _refresh(self):
-        self.b = <int64_t*>(<cnp.ndarray>self._b).data
-        self.e = <int64_t*>(<cnp.ndarray>self._e).data
-        self.prv = <int64_t*>(<cnp.ndarray>self._prev).data
-        self.nxt = <int64_t*>(<cnp.ndarray>self._next).data
-        self.rules = <int64_t*>(<cnp.ndarray>self._rules).data
-        self.scratch = <word*>(<cnp.ndarray>self._scratch).data
+            self.free_view(1)[:] = free
 
     cdef int64_t _new_id(self) except -1:
         cdef int64_t cap
         self.last_id += 1
         if self.last_id >= self.capacity:
             cap = 2 * self.capacity
-            self._b = _grown(self._b, cap)
-            self._e = _grown(self._e, cap)
-            self._prev = _grown(self._prev, cap)
-            self._next = _grown(self._next, cap)
-            rules = np.full(cap, -1, np.int64)
-            rules[: self.capacity] = self._rules
-            self._rules = rules
-            grown = <word*>realloc(self.free, cap * max(1, self.nwords) * sizeof(word))
-            if grown == NULL:
-                raise MemoryError()
-            self.free = grown  # rows past last_id are written (copied) before they are ever read
+            self.b = _grown(self.b.base, cap)
+            self.e = _grown(self.e.base, cap)
+            self.prv = _grown(self.prv.base, cap)
+            self.nxt = _grown(self.nxt.base, cap)
+            self.rules = _grown(self.rules.base, cap, -1)
+            self._free = _grown(self._free, cap, None)  # a row is copied in before it is ever read
+            self.free = self._free
             grow = [None] * (cap - self.capacity)
             self.ts.extend(grow)
             self.ph.extend(grow)
             self.quotas.extend(grow)
             self.capacity = cap
-            self._refresh()
         return self.last_id
 
     cdef void _copy_extras(self, int64_t src, int64_t dst) except *:
-        bs_copy(self.free + dst * self.nwords, self.free + src * self.nwords, self.nwords)
+        bs_copy(&self.free[dst, 0], &self.free[src, 0], self.nwords)
         self.rules[dst] = self.rules[src]
         t = self.ts[src]
         self.ts[dst] = dict(t) if t else None
@@ -142,22 +115,17 @@ cdef class SlotSet:
     def free_of(self, int64_t sid):
         """A copy of the free resources of a slot (bitset)."""
         self._check(sid)
-        out = np.empty(self.nwords, np.uint64)
-        if self.nwords:
-            memcpy(<word*>(<cnp.ndarray>out).data, self.free + sid * self.nwords, self.nwords * sizeof(word))
-        return out
+        bs_copy(&self.out[0], &self.free[sid, 0], self.nwords)  # out is scratch between searches
+        return cnp.PyArray_Copy(self._out)
 
     def free_view(self, int64_t sid):
         """The free resources of a slot, as a writable view (for the engine's own updates).
 
-        The view is valid until the slot set next grows (a split that needs
-        more room moves the rows): use it at once, never keep it.
+        The view sees the slot set's updates until it next grows (a split that
+        needs more room moves the rows to a new array): use it at once, never keep it.
         """
         self._check(sid)
-        if not self.nwords:
-            return np.zeros(0, np.uint64)
-        cdef word[::1] row = <word[: self.nwords]>(self.free + sid * self.nwords)
-        return np.asarray(row)
+        return self._free[sid, : self.nwords]
 
     def rules_id(self, int64_t sid):
         return self.rules[sid]
@@ -194,6 +162,7 @@ cdef class SlotSet:
 
     def slots(self):
         """``[(id, begin, end), ...]`` in time order."""
+        cdef int64_t s
         return [(s, self.b[s], self.e[s]) for s in self.ids()]
 
     def _check(self, int64_t sid):
@@ -272,7 +241,7 @@ cdef class SlotSet:
         return (sl, sr)
 
     def split_slots(self, int64_t sl, int64_t sr, int64_t start, int64_t walltime,
-                    cnp.ndarray[cnp.uint64_t, ndim=1] res, bint sub=True):
+                    const word[::1] res, bint sub=True):
         """Occupy (``sub``) or give (``not sub``) ``res`` on ``[start, start+walltime-1]``.
 
         ``(sl, sr)`` are the slots encompassing the job (see
@@ -281,7 +250,7 @@ cdef class SlotSet:
         (timesharing, placeholders, quotas).
         """
         cdef int64_t s
-        cdef word* r = <word*>res.data
+        cdef const word* r = &res[0]
         if self.b[sl] < start:
             self._split_before(sl, start)
         if self.e[sr] > start + walltime:
@@ -289,71 +258,64 @@ cdef class SlotSet:
         s = sl
         while True:
             if sub:
-                bs_iandnot(self.free + s * self.nwords, r, self.nwords)
+                bs_iandnot(&self.free[s, 0], r, self.nwords)
             s_next = self.nxt[s]
             if s == sr or s_next == 0:
                 break
             s = s_next
         return (sl, sr)
 
-    def add_free(self, int64_t sl, int64_t sr, cnp.ndarray[cnp.uint64_t, ndim=1] res):
+    def add_free(self, int64_t sl, int64_t sr, const word[::1] res):
         """Add ``res`` to the free resources of slots ``sl..sr``."""
         cdef int64_t s = sl
+        cdef const word* r = &res[0]
         while True:
-            bs_ior(self.free + s * self.nwords, <word*>res.data, self.nwords)
+            bs_ior(&self.free[s, 0], r, self.nwords)
             if s == sr or self.nxt[s] == 0:
                 break
             s = self.nxt[s]
 
-    def window_free(self, int64_t sl, int64_t sr, ext=None):
+    def window_free(self, int64_t sl, int64_t sr, const word[:, ::1] ext=None):
         """Resources free in every slot of ``sl..sr`` (with ``ext[sid]`` added to each slot when given)."""
         cdef int64_t s = sl
-        acc = np.full(self.nwords, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
-        cdef word* a = <word*>(<cnp.ndarray>acc).data
-        cdef word* x
-        cdef cnp.ndarray ext_arr
+        cdef word* a = &self.out[0]  # free while the answer is built: find_first copies its own out first
+        cdef word* x = &self.scratch[0]
         if ext is not None and (ext.shape[0] <= self.last_id or ext.shape[1] < self.nwords):
             raise ValueError("ext must have a row of nwords words for every slot id")
+        bs_fill(a, <word>0xFFFFFFFFFFFFFFFF, self.nwords)
         while True:
             if ext is None:
-                bs_iand(a, self.free + s * self.nwords, self.nwords)
+                bs_iand(a, &self.free[s, 0], self.nwords)
             else:
-                ext_arr = ext
-                x = <word*>ext_arr.data + s * self.nwords
-                bs_copy(self.scratch, self.free + s * self.nwords, self.nwords)
-                bs_ior(self.scratch, x, self.nwords)
-                bs_iand(a, self.scratch, self.nwords)
+                bs_copy(x, &self.free[s, 0], self.nwords)
+                bs_ior(x, &ext[s, 0], self.nwords)
+                bs_iand(a, x, self.nwords)
             if s == sr or self.nxt[s] == 0:
                 break
             s = self.nxt[s]
-        return acc
+        return cnp.PyArray_Copy(self._out)
 
     # -- the window search ------------------------------------------------------------
     cdef int64_t* _seq_room(self, int64_t need) except NULL:
         """The position -> slot id buffer, with room for ``need`` positions (grown by doubling)."""
-        if need > self.seq_cap:
-            grown = np.zeros(max(2 * need, 64), np.int64)
-            grown[: self.seq_cap] = self._seq[: self.seq_cap]
-            self._seq = grown
-            self.seq_cap = grown.shape[0]
-            self.seq_buf = <int64_t*>(<cnp.ndarray>self._seq).data
-        return self.seq_buf
+        if need > self.seq.shape[0]:
+            self.seq = _grown(self.seq.base, max(2 * need, 64))
+        return &self.seq[0]
 
     cdef word* _suffix_room(self, int64_t rows) except NULL:
         """Scratch rows for the suffix intersections of one window (grown by doubling, never shrunk)."""
-        if rows > self.suffix_cap:
-            self._suffix = np.empty((max(2 * rows, 16), max(1, self.nwords)), np.uint64)
-            self.suffix_cap = self._suffix.shape[0]
-            self.suffix_buf = <word*>(<cnp.ndarray>self._suffix).data
-        return self.suffix_buf
+        if rows > self.suffix.shape[0]:
+            self.suffix = np.empty((max(2 * rows, 16), max(1, self.nwords)), np.uint64)  # nothing to keep
+        return &self.suffix[0, 0]
 
-    cdef inline void _load(self, word* dst, int64_t sid, const word* X) noexcept:
-        """``dst`` = free resources of slot ``sid`` (plus its extension row when ``X`` is given)."""
-        bs_copy(dst, self.free + sid * self.nwords, self.nwords)
+    cdef inline void _load(self, word* dst, int64_t sid, const word* X, Py_ssize_t xw) noexcept:
+        """``dst`` = free resources of slot ``sid`` (plus its extension row, rows ``xw`` words apart, if ``X``)."""
+        bs_copy(dst, &self.free[sid, 0], self.nwords)
         if X != NULL:
-            bs_ior(dst, X + sid * self.nwords, self.nwords)
+            bs_ior(dst, X + sid * xw, self.nwords)
 
-    def find_first(self, int64_t start_sid, int64_t walltime, Request request, ext=None, accept=None):
+    def find_first(self, int64_t start_sid, int64_t walltime, Request request, const word[:, ::1] ext=None,
+                   accept=None):
         """First window (in time order, from slot ``start_sid``) where ``request`` fits.
 
         A window is the run of slots ``L..R`` with ``R`` the first slot such that
@@ -374,23 +336,22 @@ cdef class SlotSet:
         cdef int64_t i = 0, j = 0, m = 0, k, bj = -1, p = 0, sbase = 0, nxt_sid
         cdef int64_t* seq
         cdef word* S = NULL
-        cdef word* B
-        cdef word* A
-        cdef word* out
-        cdef word* X = NULL
+        cdef word* B = &self.acc[0]
+        cdef word* A = &self.scratch[0]
+        cdef word* out = &self.out[0]
+        cdef const word* X = NULL
+        cdef Py_ssize_t xw = 0
         cdef bint back_empty = True
         if walltime <= 0:
             raise ValueError("walltime must be positive")
         if ext is not None:
             if ext.shape[0] < self.last_id + 1:
                 raise ValueError("ext has fewer rows than slots")
-            X = <word*>(<cnp.ndarray>ext).data
+            X = &ext[0, 0]
+            xw = ext.shape[1]
         nxt_sid = start_sid if start_sid else self.first_id
         self.last_fit = 0
         seq = self._seq_room(64)
-        B = <word*>(<cnp.ndarray>self._acc).data
-        A = self.scratch
-        out = <word*>(<cnp.ndarray>self._out).data
         while True:
             if j < i:
                 j = i
@@ -400,7 +361,7 @@ cdef class SlotSet:
                 if j == m:
                     if nxt_sid == 0:
                         return None
-                    if m >= self.seq_cap:
+                    if m >= self.seq.shape[0]:
                         seq = self._seq_room(m + 1)
                     seq[m] = nxt_sid
                     nxt_sid = self.nxt[nxt_sid]
@@ -413,25 +374,25 @@ cdef class SlotSet:
                 bj += 1
                 if bj >= p:
                     if back_empty:
-                        self._load(B, seq[bj], X)
+                        self._load(B, seq[bj], X, xw)
                         back_empty = False
                     elif X != NULL:
-                        self._load(A, seq[bj], X)
+                        self._load(A, seq[bj], X, xw)
                         bs_iand(B, A, nw)
                     else:
-                        bs_iand(B, self.free + seq[bj] * nw, nw)
+                        bs_iand(B, &self.free[seq[bj], 0], nw)
             if i >= p:
                 # rebuild the suffixes over [i, bj] (rows relative to sbase = i); the back accumulator empties
                 sbase = i
                 S = self._suffix_room(bj - i + 1)
-                self._load(S + (bj - sbase) * nw, seq[bj], X)
+                self._load(S + (bj - sbase) * nw, seq[bj], X, xw)
                 k = bj - 1
                 while k >= i:
                     if X != NULL:
-                        self._load(S + (k - sbase) * nw, seq[k], X)
+                        self._load(S + (k - sbase) * nw, seq[k], X, xw)
                         bs_iand(S + (k - sbase) * nw, S + (k + 1 - sbase) * nw, nw)
                     else:
-                        bs_and(S + (k - sbase) * nw, self.free + seq[k] * nw, S + (k + 1 - sbase) * nw, nw)
+                        bs_and(S + (k - sbase) * nw, &self.free[seq[k], 0], S + (k + 1 - sbase) * nw, nw)
                     k -= 1
                 p = bj + 1
                 back_empty = True
@@ -442,7 +403,7 @@ cdef class SlotSet:
             if request.match(A, out):
                 if self.last_fit == 0:
                     self.last_fit = seq[i]
-                res = self._out[:nw].copy()
+                res = cnp.PyArray_Copy(self._out)
                 if accept is None or accept(seq[i], seq[j], res):
                     return (seq[i], seq[j], res)
             i += 1
@@ -452,46 +413,38 @@ cdef class _Frontier:
     """Cache entries of one request shape: walltime, counts, slot id and its begin when recorded."""
     cdef int ncounts
     cdef Py_ssize_t n, cap
-    cdef object _w, _cnt, _sid, _b0
-    cdef int64_t* w
-    cdef int64_t* cnt
-    cdef int64_t* sid
-    cdef int64_t* b0
+    cdef int64_t[::1] w, sid, b0   # numpy arrays the frontier holds, as the slot set's buffers
+    cdef int64_t[:, ::1] cnt        # entry -> its ncounts counts
 
     def __init__(self, int ncounts):
         self.ncounts = ncounts
         self.n = 0
-        self._alloc(16)
+        self.w = np.zeros(16, np.int64)
+        self.sid = np.zeros(16, np.int64)
+        self.b0 = np.zeros(16, np.int64)
+        self.cnt = np.zeros((16, max(1, ncounts)), np.int64)
+        self.cap = 16
 
-    cdef void _alloc(self, Py_ssize_t cap):
-        w = np.zeros(cap, np.int64)
-        cnt = np.zeros((cap, max(1, self.ncounts)), np.int64)
-        sid = np.zeros(cap, np.int64)
-        b0 = np.zeros(cap, np.int64)
-        if self.n:
-            w[: self.n] = self._w[: self.n]
-            cnt[: self.n] = self._cnt[: self.n]
-            sid[: self.n] = self._sid[: self.n]
-            b0[: self.n] = self._b0[: self.n]
-        self._w, self._cnt, self._sid, self._b0 = w, cnt, sid, b0
-        self.w = <int64_t*>(<cnp.ndarray>w).data
-        self.cnt = <int64_t*>(<cnp.ndarray>cnt).data
-        self.sid = <int64_t*>(<cnp.ndarray>sid).data
-        self.b0 = <int64_t*>(<cnp.ndarray>b0).data
-        self.cap = cap
+    cdef int _grow(self) except -1:
+        self.cap *= 2
+        self.w = _grown(self.w.base, self.cap)
+        self.sid = _grown(self.sid.base, self.cap)
+        self.b0 = _grown(self.b0.base, self.cap)
+        self.cnt = _grown(self.cnt.base, self.cap)
+        return 0
 
     cdef bint _le(self, Py_ssize_t k, const int64_t* counts) noexcept:
         """Entry ``k`` asks for at most ``counts`` at every level."""
         cdef int c
         for c in range(self.ncounts):
-            if self.cnt[k * self.ncounts + c] > counts[c]:
+            if self.cnt[k, c] > counts[c]:
                 return False
         return True
 
     cdef bint _ge(self, Py_ssize_t k, const int64_t* counts) noexcept:
         cdef int c
         for c in range(self.ncounts):
-            if self.cnt[k * self.ncounts + c] < counts[c]:
+            if self.cnt[k, c] < counts[c]:
                 return False
         return True
 
@@ -507,16 +460,16 @@ cdef class _Frontier:
                 self.sid[keep] = self.sid[k]
                 self.b0[keep] = self.b0[k]
                 for c in range(self.ncounts):
-                    self.cnt[keep * self.ncounts + c] = self.cnt[k * self.ncounts + c]
+                    self.cnt[keep, c] = self.cnt[k, c]
             keep += 1
         self.n = keep
         if self.n == self.cap:
-            self._alloc(2 * self.cap)
+            self._grow()
         self.w[self.n] = w
         self.sid[self.n] = sid
         self.b0[self.n] = b
         for c in range(self.ncounts):
-            self.cnt[self.n * self.ncounts + c] = counts[c]
+            self.cnt[self.n, c] = counts[c]
         self.n += 1
 
     cdef int64_t best(self, int64_t w, const int64_t* counts, const int64_t* begins, int64_t* best_b) noexcept:
@@ -555,7 +508,7 @@ cdef class WindowCache:
     cdef SlotSet ss
     cdef dict exact
     cdef dict frontiers
-    cdef object _counts             # the counts of the last parsed key or request
+    cdef int64_t[::1] _counts       # the counts of the last parsed key or request
     cdef object _last_request, _last_shape
 
     def __init__(self, SlotSet ss):
@@ -578,9 +531,8 @@ cdef class WindowCache:
             return None
         if len(counts) > self._counts.shape[0]:
             self._counts = np.zeros(2 * len(counts), np.int64)
-        arr = self._counts
         for i in range(len(counts)):
-            arr[i] = counts[i]
+            self._counts[i] = counts[i]
         return (shape, len(counts))
 
     cdef tuple _request_shape(self, Request request):
@@ -606,9 +558,8 @@ cdef class WindowCache:
             return None
         if len(counts) > self._counts.shape[0]:
             self._counts = np.zeros(2 * len(counts), np.int64)
-        arr = self._counts
         for i in range(len(counts)):
-            arr[i] = counts[i]
+            self._counts[i] = counts[i]
         self._last_shape = (tuple(parts), len(counts))
         return self._last_shape
 
@@ -621,7 +572,7 @@ cdef class WindowCache:
         fr = self.frontiers.get(parsed[0])
         if fr is None:
             return 0
-        return (<_Frontier>fr).best(walltime, <int64_t*>(<cnp.ndarray>self._counts).data, self.ss.b, &best_b)
+        return (<_Frontier>fr).best(walltime, &self._counts[0], &self.ss.b[0], &best_b)
 
     def record(self, int64_t walltime, Request request, int64_t sid):
         """Every window before slot ``sid`` failed for this request (on the free resources alone)."""
@@ -632,7 +583,7 @@ cdef class WindowCache:
         fr = self.frontiers.get(shape)
         if fr is None:
             fr = self.frontiers[shape] = _Frontier(ncounts)
-        (<_Frontier>fr).record(walltime, <int64_t*>(<cnp.ndarray>self._counts).data, sid, self.ss.b[sid])
+        (<_Frontier>fr).record(walltime, &self._counts[0], sid, self.ss.b[sid])
 
     def __setitem__(self, key, int64_t sid):
         self.exact[key] = sid
@@ -643,7 +594,7 @@ cdef class WindowCache:
         fr = self.frontiers.get(shape)
         if fr is None:
             fr = self.frontiers[shape] = _Frontier(ncounts)
-        (<_Frontier>fr).record(key[0], <int64_t*>(<cnp.ndarray>self._counts).data, sid, self.ss.b[sid])
+        (<_Frontier>fr).record(key[0], &self._counts[0], sid, self.ss.b[sid])
 
     def get(self, key, default=0):
         """The slot to start the search of ``key`` from (``default`` when nothing is known)."""
@@ -656,7 +607,7 @@ cdef class WindowCache:
         if parsed is not None:
             fr = self.frontiers.get(parsed[0])
             if fr is not None:
-                s = (<_Frontier>fr).best(key[0], <int64_t*>(<cnp.ndarray>self._counts).data, self.ss.b, &best_b)
+                s = (<_Frontier>fr).best(key[0], &self._counts[0], &self.ss.b[0], &best_b)
                 if s:
                     best = s
         return best if best else default

@@ -46,7 +46,7 @@ from oarsched.plugins.api import (
     PluginError,
     SlotView,
     Window,
-    _checked_indices,
+    checked_indices,
     indices_to_set,
     set_to_indices,
 )
@@ -245,7 +245,7 @@ class JobSearch:
         if result is None:
             return None
         try:
-            roids = _checked_indices(result, self.sched.nbits)
+            roids = checked_indices(result, self.sched.nbits)
         except (TypeError, ValueError) as exc:
             raise finder.error(f"returned {exc}") from None
         if roids.size == 0:
@@ -295,7 +295,7 @@ class JobSearch:
         if end > self.ss.end:
             raise _Refused(f"ends at {end}, after the end of the slot set ({self.ss.end})")
         try:
-            roids = _checked_indices(p.roids, self.sched.nbits)
+            roids = checked_indices(p.roids, self.sched.nbits)
         except (TypeError, ValueError) as exc:
             raise _Refused(f"resources: {exc}") from None
         if roids.size == 0:

@@ -41,6 +41,7 @@ from oarsched.errors import DatabaseError, JobError
 from oarsched.model.job import Dependency, Job, Moldable, ResourceGroup, parse_job_types
 from oarsched.model.platform import MAX_TIME, Resource
 from oarsched.oar.property_sql import to_sqlalchemy
+from oarsched.oar.round_support import first_line
 
 log = logging.getLogger("oarsched.db")
 
@@ -96,7 +97,7 @@ class OarDatabase:
                 self.tables = reflect_tables(conn)
         except SQLAlchemyError as exc:
             raise DatabaseError(f"cannot open the OAR database ({self.engine.url.render_as_string(hide_password=True)}): "
-                                f"{exc.__class__.__name__}: {_first_line(exc)}") from None
+                                f"{exc.__class__.__name__}: {first_line(exc)}") from None
         self.dialect = self.engine.dialect.name
 
     # -- the round's transaction ----------------------------------------------------------
@@ -243,7 +244,7 @@ class OarDatabase:
         ids = select(jobs_t.c.job_id).where(*waiting)
         bad: dict[int, str] = {}  # job id -> the first bad value found in its rows
         with gc_paused():
-            return self._make_jobs(rows, self._read_moldables(conn, ids, bad), self._read_types(conn, ids, bad),
+            return self._make_jobs(rows, self._read_moldables(conn, ids, bad), self.read_types(conn, ids, bad),
                                    self._read_dependencies(conn, ids, bad), bad)
 
     def read_given_up(self, conn: Connection, queues: Sequence[str]) -> frozenset[int]:
@@ -330,8 +331,8 @@ class OarDatabase:
                 bad[jid] = str(exc)
         return {jid: list(mlds.values()) for jid, mlds in by_job.items()}  # rows come by moldable id
 
-    def _read_types(self, conn: Connection, ids: Select | Sequence[int],
-                    bad: dict[int, str] | None = None) -> dict[int, dict[str, str]]:
+    def read_types(self, conn: Connection, ids: Select | Sequence[int],
+                   bad: dict[int, str] | None = None) -> dict[int, dict[str, str]]:
         """Types of the jobs ``ids`` selects; a job with a bad type row goes to ``bad`` (id -> why)."""
         bad = {} if bad is None else bad
         t = self.tables["job_types"]
@@ -407,7 +408,7 @@ class OarDatabase:
         if not jobs:
             return []
         bad: dict[int, str] = {}
-        types = self._read_types(conn, select(m.c.moldable_job_id).join(gp, gp.c.moldable_job_id == m.c.moldable_id),
+        types = self.read_types(conn, select(m.c.moldable_job_id).join(gp, gp.c.moldable_job_id == m.c.moldable_id),
                                  bad)
         for jid, why in bad.items():
             if jid in jobs:
@@ -713,7 +714,3 @@ def _ranges(ids: np.ndarray) -> list[tuple[int, int]]:
     starts = np.concatenate(([0], brk + 1))
     ends = np.concatenate((brk, [arr.size - 1]))
     return [(int(arr[s]), int(arr[e])) for s, e in zip(starts, ends)]
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__

@@ -44,26 +44,25 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from oarsched.engine.constraints import GroupConstraints
-from oarsched.engine.quotas import QuotaState
 from oarsched.engine.result import ScheduleResult
 from oarsched.engine.round import RoundOptions, RoundOutcome, run_round
 from oarsched.engine.search import SchedulerOptions
-from oarsched.errors import ConfigError, OarschedError, PropertyError, UsageError
+from oarsched.errors import OarschedError, UsageError
 from oarsched.model.job import Job
 from oarsched.model.platform import MAX_TIME, Platform
 from oarsched.oar.config import OarConfig, setup_logging
 from oarsched.oar.db import OarDatabase, RoundLocked, job_message
 from oarsched.oar.readers import read_platform
+from oarsched.oar.round_support import fail, first_line, guarded_select, quota_state, round_locked
 
 log = logging.getLogger("oarsched.kamelot")
 
@@ -158,9 +157,9 @@ def schedule_queue(db: OarDatabase, config: OarConfig, queue: str, now: int, *, 
             scheduler=SchedulerOptions(
                 job_security_time=config.job_security_time,
                 besteffort_round=(queue == "besteffort"),
-                quotas=_quota_state(config, platform),
+                quotas=quota_state(config, platform),
             ),
-            constraints=GroupConstraints(platform, select=_guarded_select(db, conn),
+            constraints=GroupConstraints(platform, select=guarded_select(db, conn),
                                          should_stop=deadline.expired if deadline is not None else None),
             deferred=db.read_given_up(conn, [queue]),
         )
@@ -211,30 +210,6 @@ def decision_messages(result: ScheduleResult, message_info: dict[int, tuple[str,
     return messages, placed_karma
 
 
-def _guarded_select(db: OarDatabase, conn) -> Callable[[object], list[int]]:
-    """Resource ids a job's property expression selects; a query the database refuses is that job's error.
-
-    The expressions are in the accepted grammar, but the database may still
-    refuse one (``core = TRUE`` on an integer column in PostgreSQL).  On
-    PostgreSQL an error aborts the whole transaction, so each query runs in a
-    savepoint; on SQLite a failed SELECT leaves the transaction as it was.
-    """
-    nested = db.engine.dialect.name != "sqlite"
-
-    def select_ids(expr) -> list[int]:
-        try:
-            if not nested:
-                return db.resource_ids_matching(conn, expr)
-            with conn.begin_nested():
-                return db.resource_ids_matching(conn, expr)
-        except DBAPIError as exc:  # the expression's fault (SQLite: too deep, too many terms...); a lost connection is not
-            if exc.connection_invalidated or conn.invalidated or conn.closed:
-                raise
-            raise PropertyError(f"the database refused {expr}: {one_line(_first_line(exc))}") from None
-
-    return select_ids
-
-
 def _log_empty_queue(db: OarDatabase, conn, queue: str, report: RoundReport) -> None:
     """Nothing to place: say why (OAR3 just finds no waiting job, an unknown queue included)."""
     queues = db.tables.get("queues")
@@ -269,17 +244,6 @@ def _log_round(report: RoundReport) -> None:
              report.queue, len(result.assignments), len(result.unscheduled) - len(report.not_considered),
              len(report.skipped), len(report.not_considered),
              report.timings["read"], report.timings["schedule"], report.timings["write"])
-
-
-def _quota_state(config: OarConfig, platform: Platform) -> QuotaState | None:
-    settings = config.quotas_settings()
-    if settings is None:
-        return None
-    try:
-        return QuotaState.from_settings(settings, platform)
-    except UnicodeDecodeError as exc:  # the rules reader catches OSError and bad JSON, not bad bytes
-        raise ConfigError(f"quotas rules file {settings.conf_file}: not UTF-8 text ({exc.reason} "
-                          f"at byte {exc.start})") from None
 
 
 # ------------------------------------------------------------------------- command line
@@ -334,50 +298,19 @@ def main(argv: list[str] | None = None) -> int:
         db = OarDatabase(config.sqlalchemy_url(), budget=deadline.remaining() if deadline is not None else None)
         schedule_queue(db, config, args.queue, args.now, deadline=deadline)
     except RoundLocked as exc:  # not a broken setup: exit 1 would make OAR3 disable the queue
-        return _round_locked(f"{exc}: no decision this round, the queue's jobs keep waiting", logging_ready)
+        return round_locked(f"{exc}: no decision this round, the queue's jobs keep waiting", logging_ready, PROG)
     except OarschedError as exc:
-        return _fail(f"error: {exc}", logging_ready)
+        return fail(f"error: {exc}", logging_ready, PROG)
     except SQLAlchemyError as exc:  # connection lost, lock timeout...: the round's transaction is not committed
-        return _fail(f"error: database error during the round: {exc.__class__.__name__}: {_first_line(exc)}",
-                     logging_ready)
+        return fail(f"error: database error during the round: {exc.__class__.__name__}: {first_line(exc)}",
+                    logging_ready, PROG)
     except KeyboardInterrupt:  # SIGINT: the round's transaction is rolled back
-        return _fail("interrupted (SIGINT): nothing written", logging_ready)
+        return fail("interrupted (SIGINT): nothing written", logging_ready, PROG)
     except Exception as exc:  # keep the message short for the meta-scheduler's log; details at debug
         if logging_ready:
             log.debug("unexpected failure", exc_info=True)
-        return _fail(f"internal error: {exc.__class__.__name__}: {_first_line(exc)}", logging_ready)
+        return fail(f"internal error: {exc.__class__.__name__}: {first_line(exc)}", logging_ready, PROG)
     return 0
-
-
-def _round_locked(message: str, logged: bool, prog: str = PROG) -> int:
-    """Another round holds the database: say so on one line (a warning), write nothing; return 0."""
-    if logged:
-        logging.getLogger("oarsched").warning("%s", message)
-    print(f"{prog}: {message}", file=sys.stderr)
-    return 0
-
-
-def _fail(message: str, logged: bool, prog: str = PROG) -> int:
-    """Print ``oarsched-kamelot: MESSAGE`` (one line; ``prog`` names another command) on stderr, log it once
-    logging is set up; return 1."""
-    line = one_line(message)
-    if logged:
-        logging.getLogger("oarsched").error("%s", line)
-    print(f"{prog}: {line}", file=sys.stderr)
-    return 1
-
-
-_SQLALCHEMY_TAIL = re.compile(r"\s*(\[SQL: |\[parameters: |\(Background on this error at: ).*", re.S)
-
-
-def one_line(message: str) -> str:
-    """``message`` on one line, without the SQL text and parameters SQLAlchemy appends to its errors."""
-    return " ".join(_SQLALCHEMY_TAIL.sub("", message).split())
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

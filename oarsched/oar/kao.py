@@ -65,18 +65,11 @@ from oarsched.errors import ConfigError, OarschedError, UsageError
 from oarsched.model.platform import Platform
 from oarsched.oar.config import OarConfig, setup_logging
 from oarsched.oar.db import OarDatabase, RoundLocked, job_message
-from oarsched.oar.kamelot import _fail as kamelot_fail
-from oarsched.oar.kamelot import (
-    _first_line,
-    _guarded_select,
-    _quota_state,
-    _round_locked,
-    decision_messages,
-    parse_now,
-)
+from oarsched.oar.kamelot import decision_messages, parse_now
 from oarsched.oar.metadb import NOT_WAITING_STATES, JobInfo, MetaDb, priority_levels
 from oarsched.oar.notify import Endpoints, NodeCommands, Outbox, TcpMessage, send_all
 from oarsched.oar.readers import read_platform
+from oarsched.oar.round_support import fail, first_line, guarded_select, quota_state, round_locked
 from oarsched.oar.user_notify import (
     ERROR_TEXT,
     RUNNING_TEXT,
@@ -172,8 +165,8 @@ class KaoRound:
         return read_platform(self.db, self.mdb.conn, self.config, properties=self.config.hierarchy_labels)
 
     def _meta_round(self, scheduled: list[ScheduledJob]) -> MetaRound:
-        options = SchedulerOptions(job_security_time=self.sec, quotas=_quota_state(self.config, self.platform))
-        constraints = GroupConstraints(self.platform, select=_guarded_select(self.db, self.mdb.conn))
+        options = SchedulerOptions(job_security_time=self.sec, quotas=quota_state(self.config, self.platform))
+        constraints = GroupConstraints(self.platform, select=guarded_select(self.db, self.mdb.conn))
         self.search = Search(self.platform, options, constraints=constraints)
         return MetaRound(self.search, self.now, scheduled)
 
@@ -480,9 +473,9 @@ def extra_metasched_hook(config: OarConfig):
 
             module, _, attr = name.partition(":")
             return getattr(importlib.import_module(module), attr)
-        from oarsched.plugins.registry import _load_entry_point
+        from oarsched.plugins.registry import load_entry_point
 
-        return _load_entry_point(EXTRA_METASCHED_GROUP, name)
+        return load_entry_point(EXTRA_METASCHED_GROUP, name)
     except (LookupError, ImportError, AttributeError) as exc:
         raise ConfigError(f"EXTRA_METASCHED={name!r}: {exc}") from None
 
@@ -545,7 +538,7 @@ def _notify_users(db: OarDatabase, now: int, frag_user: str | None, notes: list[
                     mdb.add_event(o.event, o.job_id, o.description)
         except (SQLAlchemyError, OarschedError) as exc:
             failures.append(f"user notification events not written: {exc}")
-            log.error("user notification events not written: %s", _first_line(exc))
+            log.error("user notification events not written: %s", first_line(exc))
     return failures
 
 
@@ -615,16 +608,16 @@ def main(argv: list[str] | None = None) -> int:
             now = database_now(db)
         result = run_kao(db, config, now, lock_wait=lock_wait(config))
     except RoundLocked as exc:  # another round holds the database: Almighty runs kao again soon
-        return _round_locked(f"{exc}: no decision this round", logging_ready, PROG)
+        return round_locked(f"{exc}: no decision this round", logging_ready, PROG)
     except OarschedError as exc:
         return _fail(f"error: {exc}", logging_ready)
     except SQLAlchemyError as exc:
         return _fail(f"error: database error during the round (nothing written): {exc.__class__.__name__}: "
-                     f"{_first_line(exc)}", logging_ready)
+                     f"{first_line(exc)}", logging_ready)
     except Exception as exc:
         if logging_ready:
             log.debug("unexpected failure", exc_info=True)
-        return _fail(f"internal error: {exc.__class__.__name__}: {_first_line(exc)}", logging_ready)
+        return _fail(f"internal error: {exc.__class__.__name__}: {first_line(exc)}", logging_ready)
     log.info("round at %s: %d launched, %d besteffort killed, %d reservations accepted, %d refused; exit %d",
              now, len(result.launched), len(result.killed), len(result.accepted), len(result.refused),
              result.exit_code)
@@ -632,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str, logged: bool) -> int:
-    return kamelot_fail(message, logged, PROG)
+    return fail(message, logged, PROG)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -200,7 +200,7 @@ class MetaDb:
     def types_of(self, ids) -> dict[int, dict[str, str]]:
         """Types of the jobs ``ids``; a job whose type rows cannot be read is logged and gets those it has."""
         bad: dict[int, str] = {}
-        types = self.db._read_types(self.conn, list(ids), bad)
+        types = self.db.read_types(self.conn, list(ids), bad)
         for jid, why in bad.items():
             log.error("job %s: %s (types read so far kept)", jid, why)
         return types

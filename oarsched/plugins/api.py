@@ -224,7 +224,7 @@ class Window:
         if available is None:
             avail = self.free_set
         else:
-            avail = indices_to_set(_checked_indices(available, self.platform.size), self.platform.size)
+            avail = indices_to_set(checked_indices(available, self.platform.size), self.platform.size)
         found = request.find(avail)
         return None if found is None else set_to_indices(found)
 
@@ -393,7 +393,7 @@ def _mark(func: Callable[..., Any], kind: str, first: type) -> Any:
 
 
 # ----------------------------------------------------------------------- result checking
-def _checked_indices(value: Any, nbits: int) -> np.ndarray:
+def checked_indices(value: Any, nbits: int) -> np.ndarray:
     """Order indices from a plugin's value, sorted and unique; TypeError/ValueError when it is not that."""
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "iu" or value.ndim != 1:

@@ -57,7 +57,7 @@ def _entry_point_names(group: str) -> list[str]:
     return sorted({ep.name for ep in entry_points(group=group)})
 
 
-def _load_entry_point(group: str, name: str) -> Callable[..., Any]:
+def load_entry_point(group: str, name: str) -> Callable[..., Any]:
     """The object an entry point names; PluginError-ready messages as ``LookupError``/``ImportError``."""
     found = [ep for ep in entry_points(group=group) if ep.name == name]
     if not found:
@@ -115,7 +115,7 @@ class PluginRegistry:
             if not self.use_entry_points:
                 known = ", ".join(sorted(self._given[kind])) or "none"
                 raise LookupError(f"is not registered (known: {known})")
-            func = _load_entry_point(GROUPS[kind], name)
+            func = load_entry_point(GROUPS[kind], name)
         if not callable(func):
             raise TypeError(f"is a {type(func).__name__}, not a function")
         marked = plugin_kind(func)

@@ -210,7 +210,7 @@ class Calendar:
         return rules_id, remaining
 
 
-def _parse_calendar(
+def parse_calendar(
     rules: Mapping[str, Any],
     names: Sequence[str],
     *,

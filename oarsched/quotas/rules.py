@@ -18,7 +18,7 @@ from oarsched.quotas.calendar import (
     DEFAULT_WINDOW_TIME_LIMIT,
     UNASSIGNED_RULES_ID,
     Calendar,
-    _parse_calendar,
+    parse_calendar,
 )
 from oarsched.quotas.counters import Counters, Limits, QuotaJob, RuleKey
 
@@ -179,7 +179,7 @@ class QuotasConfig:
         ]
         calendar = None
         if "periodical" in rules or "oneshot" in rules:
-            calendar = _parse_calendar(
+            calendar = parse_calendar(
                 rules, names, period=period, window_time_limit=window_time_limit, tz=tz
             )
             rule_sets.append(

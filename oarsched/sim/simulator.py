@@ -213,6 +213,12 @@ class _SimJob:
         return self.spec.id
 
     @property
+    def engine(self) -> Job:
+        """:attr:`job`, asked for only while it is set (from the job's submission to its end)."""
+        assert self.job is not None, f"job {self.spec.id}: no engine job before its submission or after its end"
+        return self.job
+
+    @property
     def requeues(self) -> bool:
         return "idempotent" in self.spec.types
 
@@ -495,9 +501,9 @@ class _Run:
         sec = self.sim.config.job_security_time
         reaches_upto = now + job.spec.walltime + sec >= self.sim.first_upto
         key = (tuple((m.walltime if reaches_upto else 0, tuple((tuple(g.levels), g.property) for g in m.groups))
-                     for m in job.job.moldables), job.job.properties)
+                     for m in job.engine.moldables), job.engine.properties)
         if key not in self.fits_cache:
-            probe = Job(id=job.id, moldables=job.job.moldables, properties=job.job.properties, queue=job.spec.queue)
+            probe = Job(id=job.id, moldables=job.engine.moldables, properties=job.engine.properties, queue=job.spec.queue)
             result = self.sim.empty_scheduler.schedule([probe], now)
             if job.id in result.errors:
                 why = result.errors[job.id]
@@ -511,7 +517,7 @@ class _Run:
     def reserve(self, job: _SimJob, now: int) -> None:
         """Accept an advance reservation if its slot is free now, else reject it."""
         start = max(job.spec.reservation or 0, now)
-        result = self.sim.scheduler.schedule([job.job], start, self.scheduled_now())
+        result = self.sim.scheduler.schedule([job.engine], start, self.scheduled_now())
         a = result.assignments.get(job.id)
         if a is None or a.start_time != start:
             why = result.errors.get(job.id) or f"reservation refused: its resources are not free at {start}"
@@ -537,7 +543,7 @@ class _Run:
         job.scheduled = ScheduledJob(
             id=job.id, start_time=now, walltime=job.spec.walltime, resources=np.asarray(resources, dtype=np.int64),
             moldable_id=moldable_id,
-            types=job.job.types, user=job.spec.user, project=job.spec.project, queue=job.spec.queue,
+            types=job.engine.types, user=job.spec.user, project=job.spec.project, queue=job.spec.queue,
             name=job.spec.name, state="Running")
         self.running[job.id] = job
         if job.spec.besteffort:
@@ -687,7 +693,7 @@ class _Run:
                 continue
             waiting = self.waiting[queue]
             skipped: dict[int, str] = {}
-            jobs = screen([j.job for j in new], skipped)  # as a full round screens them
+            jobs = screen([j.engine for j in new], skipped)  # as a full round screens them
             for job_id, why in skipped.items():
                 waiting[job_id].reason = why
                 self.plan_valid = False
@@ -792,8 +798,8 @@ class _Run:
         """The queue's waiting jobs, with their dependencies' states."""
         for job in waiting.values():
             if job.spec.depends:
-                job.job.dependencies = [self.dependency(d) for d in job.spec.depends]
-        return [j.job for j in waiting.values()]
+                job.engine.dependencies = [self.dependency(d) for d in job.spec.depends]
+        return [j.engine for j in waiting.values()]
 
     def round_options(self, queue: str, now: int) -> RoundOptions:
         """The queue's round: the policy's order, capped; no never-fit check (done at submission)."""
@@ -828,7 +834,7 @@ class _Run:
 
     def as_scheduled(self, job: _SimJob, a: Assignment, start: int, state: str) -> ScheduledJob:
         return ScheduledJob(id=job.id, start_time=start, walltime=job.spec.walltime, resources=a.rids,
-                            moldable_id=a.moldable_id, types=job.job.types, user=job.spec.user,
+                            moldable_id=a.moldable_id, types=job.engine.types, user=job.spec.user,
                             project=job.spec.project, queue=job.spec.queue, name=job.spec.name, state=state)
 
     # -- accounting ----------------------------------------------------------------------

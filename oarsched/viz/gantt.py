@@ -389,7 +389,7 @@ def _tick_name(label: str | None, value: Any) -> str:
     return f"{label} {text}" if label and not any(c.isalpha() for c in text) else text
 
 
-def _row_runs(rows: np.ndarray) -> list[tuple[int, int]]:
+def row_runs(rows: np.ndarray) -> list[tuple[int, int]]:
     """Contiguous runs ``(first row, count)`` of a sorted array of distinct rows."""
     if rows.size == 0:
         return []
@@ -419,13 +419,13 @@ def gantt_figure(chart: GanttChart, *, max_rows: int = 150, width: float = 14.0,
     """
     if colour_by not in COLOUR_BY:
         raise GanttError(f"colour by {colour_by!r}: choose one of {', '.join(COLOUR_BY)}")
-    Figure, FigureCanvasAgg, Rectangle, Patch, Line2D = _matplotlib()
+    Figure, FigureCanvasAgg, Rectangle, Patch, Line2D = load_matplotlib()
     rows = _layout(chart.platform, max_rows)
     height = min(MAX_HEIGHT, max(4.0, 1.6 + rows.count * (0.13 if rows.unit == "resource" else 0.2)))
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.1, 0.1 if height > 6 else 0.16, 0.72, 0.8))
-    t0, t1 = _time_range(chart, start, end)
+    t0, t1 = time_range(chart, start, end)
     clock = _TimeMap.idle_cut(chart.jobs, t0, t1, compress_idle)
     x0, x1 = clock(t0), clock(t1)
     ax.set_xlim(x0, x1)
@@ -538,7 +538,8 @@ class _TimeMap:
         return cls(knots, cuts)
 
 
-def _time_range(chart: GanttChart, start: int | None, end: int | None) -> tuple[float, float]:
+def time_range(chart: GanttChart, start: int | None, end: int | None) -> tuple[float, float]:
+    """The time span a chart shows: ``start``/``end`` when given, else the chart's, else its jobs' (2% padded)."""
     starts = [j.start for j in chart.jobs] + ([chart.now] if chart.now is not None else [])
     ends = [j.end for j in chart.jobs] + ([chart.now] if chart.now is not None else [])
     start = start if start is not None else chart.start
@@ -693,7 +694,7 @@ def draw_gantt(chart: GanttChart, path: str | os.PathLike[str], *, max_rows: int
     if fmt not in ("svg", "png"):
         raise GanttError(f"{target}: the chart is written as SVG, PNG or an interactive HTML page: "
                          "name it .svg, .png or .html")
-    _matplotlib()
+    load_matplotlib()
     import matplotlib
 
     with matplotlib.rc_context({"svg.fonttype": "none", "hatch.linewidth": 0.5}):
@@ -706,7 +707,8 @@ def draw_gantt(chart: GanttChart, path: str | os.PathLike[str], *, max_rows: int
     return target
 
 
-def _matplotlib():
+def load_matplotlib():
+    """The matplotlib classes the charts draw with (a GanttError naming the ``viz`` extra when it is missing)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure

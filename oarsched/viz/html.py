@@ -28,12 +28,12 @@ def gantt_data(chart, *, start: int | None = None, end: int | None = None, live:
                colour_by: str = "state") -> dict[str, Any]:
     """What the page draws: rows (resources with their hierarchy values), jobs with their row runs."""
     from oarsched.sim.records import format_ranges
-    from oarsched.viz.gantt import _row_runs, _time_range
+    from oarsched.viz.gantt import row_runs, time_range
 
     platform = chart.platform
     levels = [lbl for lbl in platform.hierarchy_labels if lbl != "resource_id"] + ["resource_id"]
     rows = [[_plain(r.value(lbl)) for lbl in levels] for r in platform.resources]
-    t0, t1 = _time_range(chart, start, end)
+    t0, t1 = time_range(chart, start, end)
     jobs, dropped = [], []
     for job in chart.jobs:
         if job.end <= t0 or job.start >= t1:
@@ -45,7 +45,7 @@ def gantt_data(chart, *, start: int | None = None, end: int | None = None, live:
         jobs.append({"id": job.id, "start": job.start, "end": job.end, "kind": job.kind, "user": job.user,
                      "queue": job.queue, "request": job.request, "name": job.name, "nb": int(roids.size),
                      "resources": format_ranges(int(r) for r in job.resources),
-                     "boxes": [list(b) for b in _row_runs(roids)]})
+                     "boxes": [list(b) for b in row_runs(roids)]})
     chart.skipped = dropped
     values = {key: sorted({j[key] for j in jobs}) for key in ("user", "queue", "kind")}
     relative = chart.epoch == 0 and t1 < 1e9

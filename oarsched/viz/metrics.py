@@ -14,13 +14,13 @@ __all__ = ["plot_results"]
 def plot_results(results: Mapping[str, Any], path: str | os.PathLike[str], *, bound: int = DEFAULT_BOUND,
                  width: float = 12.0, bins: int = 200) -> str:
     """Write a three-panel figure (SVG or PNG by extension) comparing ``results`` ({name: SimulationResult})."""
-    from oarsched.viz.gantt import GanttError, _matplotlib
+    from oarsched.viz.gantt import GanttError, load_matplotlib
 
     target = os.fspath(path)
     fmt = Path(target).suffix.lower().lstrip(".")
     if fmt not in ("svg", "png"):
         raise GanttError(f"{target}: the plot is written as SVG or PNG: name it .svg or .png")
-    Figure, FigureCanvasAgg, *_ = _matplotlib()
+    Figure, FigureCanvasAgg, *_ = load_matplotlib()
     fig = Figure(figsize=(width, 9), dpi=100)
     FigureCanvasAgg(fig)
     util_ax, queue_ax, user_ax = fig.subplots(3, 1)
