@@ -453,7 +453,7 @@ class OarDatabase:
         Runs inside the caller's transaction: the round is written whole or not at all.
         Resource rows (one per resource, as OAR3 writes them: millions for a
         large round) are sent as contiguous ranges of resource ids and expanded
-        inside the database in one statement (:meth:`_insert_resource_ranges`).
+        inside the database in one statement (:meth:`insert_resource_ranges`).
         ``start_times`` is what OAR3's kamelot leaves in ``jobs.start_time``
         (its ORM rows are flushed by its commit): the predicted start of each
         placed job, -1 for each job considered but not placed; OAR3's
@@ -471,10 +471,10 @@ class OarDatabase:
         if not assignments:
             return 0
         conn.execute(insert(gp), [{"moldable_job_id": a.moldable_id, "start_time": a.start_time} for a in assignments])
-        runs = {a.moldable_id: _ranges(a.rids) for a in sorted(assignments, key=lambda a: a.moldable_id)}
+        runs = {a.moldable_id: id_runs(a.rids) for a in sorted(assignments, key=lambda a: a.moldable_id)}
         if write_resources is not None:
             return write_resources(runs)
-        return self._insert_resource_ranges(conn, [(m, lo, hi) for m, rr in runs.items() for lo, hi in rr])
+        return self.insert_resource_ranges(conn, [(m, lo, hi) for m, rr in runs.items() for lo, hi in rr])
 
     def _start_times_from_gantt(self, conn: Connection) -> None:
         """``jobs.start_time`` := gantt start for every job already in the gantt, where they differ.
@@ -530,7 +530,7 @@ class OarDatabase:
         ))
         conn.execute(text(f"DELETE FROM {_JOB_VALUES}"))
 
-    def _insert_resource_ranges(self, conn: Connection, ranges: list[tuple[int, int, int]],
+    def insert_resource_ranges(self, conn: Connection, ranges: list[tuple[int, int, int]],
                                 table: str = "gantt_jobs_resources") -> int:
         """Insert ``(moldable_id, resource_id)`` into ``table`` (gantt-shaped) for every id of every
         ``(moldable_id, lo, hi)`` range.
@@ -705,7 +705,7 @@ def job_message(*, nb_resources: int | None, queue: str, walltime: int | None = 
     return msg
 
 
-def _ranges(ids: np.ndarray) -> list[tuple[int, int]]:
+def id_runs(ids: np.ndarray) -> list[tuple[int, int]]:
     """Contiguous runs of distinct ids."""
     arr = np.sort(np.asarray(ids, dtype=np.int64), kind="stable")  # timsort: ids come in long sorted runs
     if arr.size == 0:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from oarsched.engine.meta import BesteffortJob, GanttJob, WalltimeGrant, WalltimeRequest
 from oarsched.errors import ConfigError
-from oarsched.oar.db import OarDatabase, _ranges, has_gantt_resources
+from oarsched.oar.db import OarDatabase, has_gantt_resources, id_runs
 
 log = logging.getLogger("oarsched.kao")
 
@@ -100,7 +100,7 @@ class MetaDb:
         for mld, rid in self.conn.execute(select(ar.c.moldable_job_id, ar.c.resource_id).distinct()
                                           .join(j, j.c.assigned_moldable_job == ar.c.moldable_job_id).where(current)):
             held[int(mld)].append(int(rid))
-        self.put_gantt_resources({m: _ranges(np.unique(np.asarray(rids, dtype=np.int64))) for m, rids in held.items()})
+        self.put_gantt_resources({m: id_runs(np.unique(np.asarray(rids, dtype=np.int64))) for m, rids in held.items()})
         stmt = (
             select(j.c.job_id, j.c.job_type, j.c.queue_name, j.c.job_name, j.c.message, func.count(ar.c.resource_id))
             .join(ar, ar.c.moldable_job_id == j.c.assigned_moldable_job)
@@ -460,14 +460,14 @@ class MetaDb:
         for i in range(0, len(changed), SYNC_CHUNK):
             chunk = changed[i:i + SYNC_CHUNK]
             self.conn.execute(delete(table).where(table.c.moldable_job_id.in_(chunk)))
-            self.db._insert_resource_ranges(self.conn, [(m, lo, hi) for m in chunk for lo, hi in runs[m]],
+            self.db.insert_resource_ranges(self.conn, [(m, lo, hi) for m in chunk for lo, hi in runs[m]],
                                             table.name)
         return sum(hi - lo + 1 for rr in runs.values() for lo, hi in rr)
 
     def put_gantt_job(self, moldable_id: int, start: int, rids) -> None:
         """A prediction row and exactly the resource rows ``rids``."""
         self.conn.execute(insert(self.t[GANTT_PREDICTIONS]).values(moldable_job_id=moldable_id, start_time=start))
-        self.put_gantt_resources({moldable_id: _ranges(np.unique(np.asarray(rids, dtype=np.int64)))})
+        self.put_gantt_resources({moldable_id: id_runs(np.unique(np.asarray(rids, dtype=np.int64)))})
 
     def _differing(self, table, runs: dict[int, list[tuple[int, int]]]) -> list[int]:
         """Moldables of ``runs`` whose rows in ``table`` are not exactly their runs, by counting rows over
@@ -505,7 +505,7 @@ class MetaDb:
     def _runs_in_gantt(self, ids: list[int]) -> dict[int, list[tuple[int, int]]]:
         """The resource rows of the moldables ``ids`` (few: the kept reservations), as runs."""
         got = self._gantt_resources(ids)
-        return {m: _ranges(np.asarray(got.get(m, []), dtype=np.int64)) for m in ids}
+        return {m: id_runs(np.asarray(got.get(m, []), dtype=np.int64)) for m in ids}
 
     def _predictions(self, table) -> dict[int, int | None]:
         return {int(m): s for m, s in self.conn.execute(select(table.c.moldable_job_id, table.c.start_time))}
@@ -528,7 +528,7 @@ class MetaDb:
         self.conn.execute(delete(gr).where(gr.c.moldable_job_id == moldable_id, gr.c.resource_id.not_in(rids)))
         if moldable_id in self.placed:
             ids = np.concatenate([np.arange(lo, hi + 1) for lo, hi in self.placed[moldable_id]] or [np.zeros(0, dtype=np.int64)])
-            self.placed[moldable_id] = _ranges(np.intersect1d(ids.astype(np.int64), np.asarray(rids, dtype=np.int64)))
+            self.placed[moldable_id] = id_runs(np.intersect1d(ids.astype(np.int64), np.asarray(rids, dtype=np.int64)))
 
     def set_gantt_start(self, moldable_id: int, start: int) -> None:
         gp = self.t["gantt_jobs_predictions"]
