@@ -141,6 +141,27 @@ def test_reservation_preempts_besteffort(two_nodes):
     assert outcome(result) == {1: ("preempted", 0, 300), 2: ("completed", 300, 400)}
 
 
+@pytest.mark.parametrize("requeue", [False, True])
+def test_besteffort_killed_the_kill_duration_before_a_reservation(two_nodes, requeue):
+    """SCHEDULER_BESTEFFORT_KILL_DURATION_BEFORE_RESERVATION: kao kills besteffort jobs in the way of a job
+    starting within that many seconds; requeued, the besteffort job waits for the reservation's end."""
+    jobs = [W(1, 0, 1000, 2000, "core=8", queue="besteffort"), W(2, 10, 100, 100, "core=8", reservation=300)]
+    config = {"SCHEDULER_JOB_SECURITY_TIME": 0, "SCHEDULER_BESTEFFORT_KILL_DURATION_BEFORE_RESERVATION": 100}
+    result = simulate(jobs, two_nodes, config=config, requeue_besteffort=requeue)
+    assert [(r.job_id, r.start, r.end, r.outcome) for r in result.runs][:2] == [
+        (1, 0, 200, "preempted"), (2, 300, 400, "completed")]
+    assert result.record(1).start == (400 if requeue else 0)
+
+
+def test_queues_of_equal_priority_are_one_group(two_nodes):
+    """OAR3 schedules queues of equal priority together: FIFO across them (job 1 of queue b first)."""
+    jobs = [W(1, 0, 100, 100, "core=8", queue="b"), W(2, 0, 100, 100, "core=8", queue="a")]
+    result = simulate(jobs, two_nodes, queues={"a": 2, "b": 2})
+    assert outcome(result) == {1: ("completed", 0, 100), 2: ("completed", 100, 200)}
+    apart = simulate(jobs, two_nodes, queues={"a": 3, "b": 2})
+    assert outcome(apart) == {1: ("completed", 100, 200), 2: ("completed", 0, 100)}
+
+
 def test_never_fitting_job_is_rejected(four):
     result = simulate([W(1, 0, 10, 10, "resource_id=5"), W(2, 0, 10, 10, "switch=1")], four)
     assert outcome(result)[1][0] == "rejected" and "never fits" in result.record(1).reason

@@ -103,13 +103,22 @@ def test_random_traces(specs, requeue, security_time):
 
 
 def test_a_reservation_accepted_after_the_plan_moves_the_planned_jobs():
-    """J2 is planned at 100; the reservation J3 accepted at 50 for 101 takes the platform: J2 goes after it."""
+    """J2 is planned at 100; the admin reservation J3 accepted at 50 for 101 takes the platform: J2 goes after it.
+
+    The admin queue's reservations are checked before the default queue is planned (OAR3's round); in the
+    default queue itself, J2's place (planned first) refuses the reservation.
+    """
     platform = platform_from_spec("resource_id=4")
     jobs = [WorkloadJob(id=1, submit=0, runtime=100, walltime=100, request="resource_id=4"),
             WorkloadJob(id=2, submit=10, runtime=100, walltime=100, request="resource_id=4"),
-            WorkloadJob(id=3, submit=50, runtime=100, walltime=100, request="resource_id=4", reservation=101),
+            WorkloadJob(id=3, submit=50, runtime=100, walltime=100, request="resource_id=4", reservation=101,
+                        queue="admin"),
             WorkloadJob(id=4, submit=60, runtime=10, walltime=10, request="resource_id=1")]
     kept, _ = same_outcome(jobs, platform)
     starts = {r.id: r.start for r in kept.records}
     assert starts == {1: 0, 2: 201, 3: 101, 4: 301}
     assert kept.check() == []
+    jobs[2].queue = "default"
+    kept, _ = same_outcome(jobs, platform)
+    assert {r.id: r.start for r in kept.records} == {1: 0, 2: 100, 3: None, 4: 200}
+    assert "not free at 101" in kept.record(3).reason

@@ -10,17 +10,23 @@ simulator can run the same round in memory.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from oarsched._core import bitset
-from oarsched.engine.result import ScheduledJob
+from oarsched.engine.result import Assignment, ScheduledJob
 from oarsched.engine.round import Round, RoundOptions, RoundOutcome, run_round
 from oarsched.engine.search import Search
 from oarsched.engine.slots import occupy, share_extension
+from oarsched.errors import OarschedError
 from oarsched.model.job import Job, placeholder_of, timesharing_key
+
+EXIT_OK, EXIT_RESERVATION_NOW, EXIT_BESTEFFORT_KILL = 0, 1, 2
+"""The round's exit status, as Almighty reads it: 1 an acknowledged reservation starts now (run again),
+2 besteffort jobs must be killed first (nothing launched; the next round launches)."""
 
 
 class MetaRound:
@@ -229,6 +235,217 @@ def reservation_status(job: GanttJob, now: int, index: Oar3ResourceIndex, timeou
 
 def resource_count(bits: np.ndarray) -> int:
     return bitset.count(bits)
+
+
+# -- the round, in OAR3's order ------------------------------------------------------------------
+
+class MetaSteps(Protocol):
+    """The steps of a meta round, on a database (``oarsched-kao``) or in memory (:class:`MemoryRound`)."""
+
+    def before_group(self, queues: list[str]) -> None: ...
+
+    def schedule_group(self, queues: list[str]) -> None: ...
+
+    def check_accepted_reservations(self, queue: str) -> None: ...
+
+    def check_new_reservations(self, queue: str) -> None: ...
+
+    def launch_candidates(self) -> list[GanttJob]: ...
+
+    def kill_besteffort(self, kills: list[BesteffortJob]) -> None: ...
+
+    def launch(self, jobs: list[GanttJob]) -> None: ...
+
+
+def run_meta_round(steps: MetaSteps, groups: Sequence[Sequence[tuple[str, str]]],
+                   besteffort: Sequence[BesteffortJob], now: int, absent: Callable[[], set[int]]) -> bool:
+    """OAR3's ``meta_schedule`` order, the one both kao and the simulator follow.  True: besteffort kills.
+
+    Queue groups (``[(queue, state), ...]``, higher priority first): each
+    group's active queues are scheduled together, then each queue's accepted
+    and new reservations are checked.  Then the jobs starting by ``now`` plus
+    the kill duration are looked at: if besteffort jobs hold their resources,
+    those are killed and nothing is launched (the next round does); else the
+    jobs starting now on no Absent resource are launched.
+    """
+    for group in groups:
+        queues = [name for name, _ in group]
+        steps.before_group(queues)
+        active = [name for name, state in group if state == "Active"]
+        if not active:
+            continue
+        steps.schedule_group(active)
+        for queue in active:
+            steps.check_accepted_reservations(queue)
+            steps.check_new_reservations(queue)
+    candidates = steps.launch_candidates()
+    kills = besteffort_to_kill(candidates, besteffort) if candidates and besteffort else []
+    if kills:
+        steps.kill_besteffort(kills)
+        return True
+    steps.launch(jobs_to_launch(candidates, now, absent()) if candidates else [])
+    return False
+
+
+@dataclass
+class MetaState:
+    """What a meta round starts from, in memory (what kao reads from the database)."""
+
+    now: int
+    scheduled: Sequence[ScheduledJob]
+    """The gantt as rebuilt: running and suspended jobs (besteffort ones included), accepted reservations."""
+    groups: Sequence[Sequence[tuple[str, str]]]
+    """``[(queue, state), ...]`` per priority, higher first (``state``: ``Active`` or ``notActive``)."""
+    waiting: Mapping[str, Sequence[Job]]
+    """Each queue's waiting jobs (not reservations)."""
+    new_reservations: Mapping[str, Sequence[tuple[Job, int]]] = field(default_factory=dict)
+    """Each queue's new advance reservations (``toSchedule``) and the start they ask for."""
+    accepted: Mapping[str, Sequence[GanttJob]] = field(default_factory=dict)
+    """Each queue's accepted reservations not started yet, with their gantt entry."""
+    besteffort: Sequence[BesteffortJob] = ()
+    """The besteffort jobs of the gantt (running ones)."""
+    kill_duration: int = 0
+    """``SCHEDULER_BESTEFFORT_KILL_DURATION_BEFORE_RESERVATION``."""
+    reservation_timeout: int = 300
+    """``RESERVATION_WAITING_RESOURCES_TIMEOUT``."""
+    first_checkpoints: Mapping[int, int] = field(default_factory=dict)
+    """Besteffort job id -> date of its first CHECKPOINT event."""
+
+
+@dataclass
+class MetaDecisions:
+    """A meta round's decisions (what kao writes to the database)."""
+
+    exit_code: int = EXIT_OK
+    placed: dict[int, Assignment] = field(default_factory=dict)
+    """Every waiting job the queue groups placed (now or later)."""
+    outcomes: list[RoundOutcome] = field(default_factory=list)
+    """Each scheduled group's outcome (reasons, errors), in order."""
+    accepted: dict[int, GanttJob] = field(default_factory=dict)
+    """New reservations accepted: their gantt entry (moldable, start, W, resource ids)."""
+    refused: dict[int, str] = field(default_factory=dict)
+    """New reservations refused: the job's message."""
+    reservations: dict[int, GanttJob] = field(default_factory=dict)
+    """The accepted reservations the round started from, as it leaves them (pushed, reduced); not launched."""
+    expired: list[int] = field(default_factory=list)
+    """Accepted reservations too late to start (they go to Error)."""
+    launched: list[GanttJob] = field(default_factory=list)
+    """Jobs to launch, by id (a late reservation starts now, its W shortened)."""
+    killed: list[BesteffortJob] = field(default_factory=list)
+    """Besteffort jobs in the way, in OAR3's order (checkpointed ones included)."""
+    checkpointed: list[int] = field(default_factory=list)
+    """The killed ones only asked to checkpoint this round."""
+
+
+class MemoryRound:
+    """One meta round in memory: :func:`run_meta_round`'s steps on a :class:`MetaState`.
+
+    ``options(queues)`` gives the round options of a queue group (ordering,
+    accounting, cap).  Subclasses may place a group's jobs otherwise
+    (:meth:`schedule_group`); every other step is kao's.
+    """
+
+    def __init__(self, search: Search, state: MetaState, options: Callable[[list[str]], RoundOptions]) -> None:
+        self.search = search
+        self.state = state
+        self.now = state.now
+        self.options = options
+        self.decisions = MetaDecisions()
+        self.reservations = {g.id: GanttJob(g.id, g.moldable_id, g.start_time, g.walltime, list(g.resources),
+                                            "Scheduled")
+                             for ars in state.accepted.values() for g in ars}
+        self._meta: MetaRound | None = None
+
+    @property
+    def meta(self) -> MetaRound:
+        """The round's shared slot sets, built on first use."""
+        if self._meta is None:
+            self._meta = MetaRound(self.search, self.now, self.state.scheduled)
+        return self._meta
+
+    def run(self) -> MetaDecisions:
+        d = self.decisions
+        if run_meta_round(self, self.state.groups, self.state.besteffort, self.now, self.absent):
+            d.exit_code = EXIT_BESTEFFORT_KILL
+        elif any(g.start_time - 1 <= self.now for g in d.accepted.values()):
+            d.exit_code = EXIT_RESERVATION_NOW
+        d.reservations = self.reservations
+        return d
+
+    # -- the steps ---------------------------------------------------------------------------
+    def before_group(self, queues: list[str]) -> None:
+        return None
+
+    def schedule_group(self, queues: list[str]) -> None:
+        jobs = sorted((j for q in queues for j in self.state.waiting.get(q, ())), key=lambda j: j.id)
+        if jobs:
+            self.record(self.meta.schedule_group(jobs, self.options(queues)))
+
+    def record(self, outcome: RoundOutcome) -> None:
+        """A group's outcome: its placements join the round's gantt."""
+        self.decisions.outcomes.append(outcome)
+        self.decisions.placed.update(outcome.result.assignments)
+
+    def check_accepted_reservations(self, queue: str) -> None:
+        ars = [self.reservations[g.id] for g in self.state.accepted.get(queue, ())]
+        if not ars:
+            return
+        index = Oar3ResourceIndex([(r.id, r.state) for r in self.search.platform.resources])
+        for ar in sorted(ars, key=lambda g: (g.start_time, g.id)):
+            status = reservation_status(ar, self.now, index, self.state.reservation_timeout)
+            if status.action == "expire":
+                del self.reservations[ar.id]
+                self.decisions.expired.append(ar.id)
+            elif status.action == "push":
+                ar.start_time = self.now + 1
+            elif status.action == "reduce":
+                ar.resources = list(status.kept_rids)
+
+    def check_new_reservations(self, queue: str) -> None:
+        sec = self.search.options.job_security_time
+        d = self.decisions
+        for job, start in sorted(self.state.new_reservations.get(queue, ()), key=lambda js: js[0].id):
+            if self.now >= start + int(job.moldables[0].walltime or 0) + sec:
+                d.refused[job.id] = "Reservation too old"
+                continue
+            start = max(start, self.now)
+            try:
+                fit = self.meta.fit_reservation(job, start)
+            except OarschedError as exc:  # a malformed job is refused, not fatal
+                d.refused[job.id] = str(exc)
+                continue
+            if fit is None:
+                d.refused[job.id] = "This advance reservation cannot run"
+                continue
+            mld_id, w, res = fit
+            self.meta.occupy_reservation(job, start, w, res)
+            rids = self.search.platform.rids[bitset.to_indices(res)]
+            d.accepted[job.id] = GanttJob(job.id, mld_id, start, w, sorted(int(r) for r in rids), "Scheduled")
+
+    def launch_candidates(self) -> list[GanttJob]:
+        by = self.now + self.state.kill_duration
+        jobs = [g for g in self.reservations.values() if g.start_time <= by]
+        jobs += [GanttJob(jid, a.moldable_id, a.start_time, a.walltime, a.resources)
+                 for jid, a in self.decisions.placed.items() if a.start_time <= by]
+        return launch_candidates(jobs, self.now, self.state.kill_duration)
+
+    def kill_besteffort(self, kills: list[BesteffortJob]) -> None:
+        d = self.decisions
+        for be in kills:
+            if checkpoint_first(be, self.state.first_checkpoints.get(be.id), self.now):
+                d.checkpointed.append(be.id)
+            d.killed.append(be)
+
+    def launch(self, jobs: list[GanttJob]) -> None:
+        for job in jobs:
+            if job.reservation == "Scheduled" and job.start_time < self.now:
+                job = GanttJob(job.id, job.moldable_id, self.now, late_walltime(job.walltime, job.start_time, self.now),
+                               job.resources, job.reservation)
+            self.reservations.pop(job.id, None)
+            self.decisions.launched.append(job)
+
+    def absent(self) -> set[int]:
+        return {r.id for r in self.search.platform.resources if r.state == "Absent"}
 
 
 # -- energy saving -------------------------------------------------------------------------------

@@ -304,7 +304,7 @@ def run_round(platform: Platform, jobs: Sequence[Job], scheduled: Iterable[Sched
         search = into.search
     if search is None:
         search = Search(platform, options.scheduler, constraints=options.constraints, plugins=options.plugins)
-    ordered, karma = _order(jobs, options)
+    ordered, karma = ordered_jobs(jobs, options)
     if options.deferred:
         ordered = ([j for j in ordered if j.id not in options.deferred]
                    + [j for j in ordered if j.id in options.deferred])
@@ -329,7 +329,7 @@ def run_round(platform: Platform, jobs: Sequence[Job], scheduled: Iterable[Sched
     return outcome
 
 
-def _order(jobs: Sequence[Job], options: RoundOptions) -> tuple[list[Job], dict[int, float]]:
+def ordered_jobs(jobs: Sequence[Job], options: RoundOptions) -> tuple[list[Job], dict[int, float]]:
     """The jobs in the policy's order, and their karma."""
     if options.ordering is None:
         return list(jobs), {}

@@ -403,25 +403,25 @@ class OarConfig:
         value = self[key]
         result = _as_int(value)
         if result is None:
-            raise ConfigError(f"{key} must be an integer, got {self._show(key, value)}{self._where()}")
+            raise ConfigError(f"{key} must be an integer, got {self.show_value(key, value)}{self._where()}")
         return result
 
     def get_float(self, key: str) -> float:
         """The value as a ``float`` (OAR3 applies ``float()``); ConfigError otherwise."""
         value = self[key]
         if isinstance(value, bool) or value is None:
-            raise ConfigError(f"{key} must be a number, got {self._show(key, value)}{self._where()}")
+            raise ConfigError(f"{key} must be a number, got {self.show_value(key, value)}{self._where()}")
         try:
             return float(value)
         except (TypeError, ValueError):
             raise ConfigError(
-                f"{key} must be a number, got {self._show(key, value)}{self._where()}"
+                f"{key} must be a number, got {self.show_value(key, value)}{self._where()}"
             ) from None
 
     def _where(self) -> str:
         return f" (in {self.path})" if self.path else " (no configuration file)"
 
-    def _show(self, key: str, value: Any) -> str:
+    def show_value(self, key: str, value: Any) -> str:
         return repr(self.raw[key]) if key in self.raw else repr(str(value))
 
     # -- scheduler keys ---------------------------------------------------------
@@ -588,7 +588,7 @@ class OarConfig:
         value = _as_int(given)
         if value not in LOG_LEVELS:
             raise ConfigError(
-                f"LOG_LEVEL must be 0, 1, 2 or 3, got {self._show('LOG_LEVEL', given)}{self._where()}"
+                f"LOG_LEVEL must be 0, 1, 2 or 3, got {self.show_value('LOG_LEVEL', given)}{self._where()}"
             )
         return LOG_LEVELS[value]
 

@@ -43,19 +43,22 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from oarsched.engine.constraints import GroupConstraints
 from oarsched.engine.meta import (
+    EXIT_BESTEFFORT_KILL,
+    EXIT_OK,
+    EXIT_RESERVATION_NOW,
+    BesteffortJob,
     GanttJob,
     MetaRound,
     Oar3ResourceIndex,
-    besteffort_to_kill,
     checkpoint_first,
     cut_message_walltime,
-    jobs_to_launch,
     late_walltime,
     launch_candidates,
     nodes_to_halt,
     per_queue_value,
     reduce_message_resources,
     reservation_status,
+    run_meta_round,
     walltime_grant,
 )
 from oarsched.engine.result import ScheduledJob
@@ -82,8 +85,6 @@ from oarsched.oar.user_notify import (
 log = logging.getLogger("oarsched.kao")
 
 PROG = "oarsched-kao"
-
-EXIT_OK, EXIT_RESERVATION_NOW, EXIT_BESTEFFORT_KILL = 0, 1, 2
 
 
 @dataclass
@@ -128,27 +129,10 @@ class KaoRound:
         scheduled = self.db.read_scheduled_jobs(mdb.conn, self.now)
         besteffort = mdb.besteffort_jobs(scheduled)
         self.platform = self._platform()
-        meta = self._meta_round(scheduled)
-        hook = extra_metasched_hook(self.config)
-        prev_queues: list[str] | None = None
-        for group in mdb.queue_groups():
-            queues = [name for name, _ in group]
-            if hook is not None:
-                self._call_hook(hook, prev_queues, scheduled, meta, queues)
-            prev_queues = queues
-            active = [name for name, state in group if state == "Active"]
-            if not active:
-                continue
-            self._schedule_group(meta, active)
-            for queue in active:
-                self._check_accepted_reservations(queue)
-                self._check_new_reservations(meta, queue)
-        candidates = self._launch_candidates()
-        if self._kill_besteffort(candidates, besteffort):
+        steps = _DbSteps(self, self._meta_round(scheduled), extra_metasched_hook(self.config), scheduled)
+        if run_meta_round(steps, mdb.queue_groups(), besteffort, self.now, self._absent):
             self.result.exit_code = EXIT_BESTEFFORT_KILL
             self.out.chstate()
-        else:
-            self._launch(jobs_to_launch(candidates, self.now, self._absent()))
         mdb.close_gantt()
         mdb.copy_gantt_to_visu()
         self._energy_saving()
@@ -263,6 +247,7 @@ class KaoRound:
             if self.now >= start + w:
                 mdb.set_message(job.id, "Reservation too old")
                 mdb.set_job_state(job.id, "toError")
+                self.result.refused.append(job.id)
                 continue
             if start < self.now:
                 start = self.now
@@ -301,12 +286,9 @@ class KaoRound:
     def _absent(self) -> set[int]:
         return {rid for rid, st in self.mdb.resource_states().items() if st == "Absent"}
 
-    def _kill_besteffort(self, candidates: list[GanttJob], besteffort) -> bool:
-        """Besteffort jobs in the way of a job about to start: checkpointed or fragged.  True if any."""
-        if not candidates or not besteffort:
-            return False
+    def _kill_besteffort(self, kills: list[BesteffortJob]) -> None:
+        """Besteffort jobs in the way of a job about to start: checkpointed or fragged."""
         mdb = self.mdb
-        kills = besteffort_to_kill(candidates, besteffort)
         for be in kills:
             if checkpoint_first(be, mdb.first_event_date("CHECKPOINT", be.id), self.now):
                 mdb.add_event("CHECKPOINT", be.id, f"Send checkpoint signal to the job {be.id}")
@@ -315,7 +297,6 @@ class KaoRound:
             mdb.add_event("BESTEFFORT_KILL", be.id, f"kill the besteffort job {be.id}")
             mdb.frag_job(be.id)
             self.result.killed.append(be.id)
-        return bool(kills)
 
     def _launch(self, jobs: list[GanttJob]) -> None:
         mdb = self.mdb
@@ -456,6 +437,38 @@ class KaoRound:
             self.mdb.set_job_state(info.id, "Waiting", log_row=i < len(jobs) - 1)
             if info.start_time - 1 <= self.now and self.result.exit_code == EXIT_OK:
                 self.result.exit_code = EXIT_RESERVATION_NOW
+
+
+class _DbSteps:
+    """The steps :func:`~oarsched.engine.meta.run_meta_round` drives, on the database (its order is the
+    simulator's: :class:`~oarsched.engine.meta.MemoryRound` runs the same steps in memory)."""
+
+    def __init__(self, kao: KaoRound, meta: MetaRound, hook, scheduled: list[ScheduledJob]) -> None:
+        self.kao, self.meta, self.hook, self.scheduled = kao, meta, hook, scheduled
+        self.prev_queues: list[str] | None = None
+
+    def before_group(self, queues: list[str]) -> None:
+        if self.hook is not None:
+            self.kao._call_hook(self.hook, self.prev_queues, self.scheduled, self.meta, queues)
+        self.prev_queues = queues
+
+    def schedule_group(self, queues: list[str]) -> None:
+        self.kao._schedule_group(self.meta, queues)
+
+    def check_accepted_reservations(self, queue: str) -> None:
+        self.kao._check_accepted_reservations(queue)
+
+    def check_new_reservations(self, queue: str) -> None:
+        self.kao._check_new_reservations(self.meta, queue)
+
+    def launch_candidates(self) -> list[GanttJob]:
+        return self.kao._launch_candidates()
+
+    def kill_besteffort(self, kills: list[BesteffortJob]) -> None:
+        self.kao._kill_besteffort(kills)
+
+    def launch(self, jobs: list[GanttJob]) -> None:
+        self.kao._launch(jobs)
 
 
 EXTRA_METASCHED_GROUP = "oar.extra_metasched_func"

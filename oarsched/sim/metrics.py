@@ -81,7 +81,7 @@ class Metrics:
 
     def format(self) -> str:
         """A two-column text table, then the per-user and per-queue figures."""
-        lines = [f"{name:<22} {_show(value)}" for name, value in self.scalars().items()]
+        lines = [f"{name:<22} {show_value(value)}" for name, value in self.scalars().items()]
         for title, groups in (("user", self.by_user), ("queue", self.by_queue)):
             if len(groups) > 1:
                 lines += ["", format_groups(title, groups)]
@@ -105,8 +105,8 @@ def format_groups(title: str, groups: dict[str, GroupMetrics]) -> str:
     """A text table of per-group figures."""
     lines = [f"{title:<14} {'jobs':>7} {'mean_wait':>12} {'mean_stretch':>13} {'mean_bsld':>10}"]
     for name, g in sorted(groups.items()):
-        lines.append(f"{name or '-':<14} {g.jobs:>7} {_show(g.mean_wait):>12} {_show(g.mean_stretch):>13} "
-                     f"{_show(g.mean_bounded_slowdown):>10}")
+        lines.append(f"{name or '-':<14} {g.jobs:>7} {show_value(g.mean_wait):>12} {show_value(g.mean_stretch):>13} "
+                     f"{show_value(g.mean_bounded_slowdown):>10}")
     return "\n".join(lines)
 
 
@@ -235,7 +235,7 @@ def _stat(func, values: np.ndarray) -> float:
     return float(func(values)) if values.size else 0.0
 
 
-def _show(value: float) -> str:
+def show_value(value: float) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.6g}"
     return str(value)
@@ -271,7 +271,7 @@ class Comparison:
                  f"{'':<22} {'(A)':>{width}} {'(B)':>{width}}"]
         for name, va, vb, diff in self.rows():
             ratio = f"{vb / va:.3g}" if va else "-"
-            lines.append(f"{name:<22} {_show(va):>{width}} {_show(vb):>{width}} {_show(diff):>12} {ratio:>8}")
+            lines.append(f"{name:<22} {show_value(va):>{width}} {show_value(vb):>{width}} {show_value(diff):>12} {ratio:>8}")
         lines.append(f"jobs started in both: {self.common_jobs}; in {nb} vs {na}: {self.earlier_in_b} earlier, "
                      f"{self.later_in_b} later, {self.same_start} at the same time")
         return "\n".join(lines)

@@ -29,7 +29,7 @@ from typing import Any
 
 from oarsched.errors import ConfigError, UsageError
 from oarsched.oar.config import OarConfig
-from oarsched.sim.metrics import DEFAULT_BOUND, Metrics, _show
+from oarsched.sim.metrics import DEFAULT_BOUND, Metrics, show_value
 from oarsched.sim.workload import Workload
 
 __all__ = ["POLICY_NAMES", "Policy", "PolicyComparison", "compare_policies", "parse_policy"]
@@ -118,7 +118,7 @@ class PolicyComparison:
         lines = [f"{'metric':<22} " + " ".join(f"{n:>{width}}" for n in names)]
         rows = [m.scalars() for m in metrics.values()]
         for key in rows[0]:
-            lines.append(f"{key:<22} " + " ".join(f"{_show(row[key]):>{width}}" for row in rows))
+            lines.append(f"{key:<22} " + " ".join(f"{show_value(row[key]):>{width}}" for row in rows))
         if self.seconds:
             lines.append(f"{'simulation_seconds':<22} " + " ".join(
                 f"{self.seconds.get(n, 0.0):>{width}.2f}" for n in names))

@@ -10,33 +10,62 @@ every queue:
   ``period`` seconds when a period is given (OAR's meta-scheduler is also
   woken periodically), and at the earliest start the last round planned in
   the future (so that a job planned after, say, a quotas period change
-  starts even when no other event happens then).
-* **A round** is OAR's meta-scheduler: queues from the highest priority to
-  the lowest, each scheduled by :class:`~oarsched.engine.scheduler.Scheduler`
-  with its waiting jobs ordered by the configured policy
+  starts even when no other event happens then) -- earlier by
+  ``SCHEDULER_BESTEFFORT_KILL_DURATION_BEFORE_RESERVATION`` when that is
+  set, to kill the besteffort jobs in its way -- and at each accepted
+  reservation's start.
+* **A round** is ``oarsched-kao``'s meta round, run in memory by the same
+  engine code (:func:`oarsched.engine.meta.run_meta_round` with
+  :class:`~oarsched.engine.meta.MemoryRound`; ``tests/test_sim_kao_parity.py``
+  writes simulated rounds as OAR3 databases and checks that kao decides the
+  same): queue groups from the highest priority to the lowest (queues of
+  equal priority are scheduled together, as OAR3 does), each group's waiting
+  jobs ordered by the configured policy
   (:func:`~oarsched.policies.sorting.order_jobs`: FIFO, FAIRSHARE,
-  MULTIFACTOR, CUSTOM plugins) and capped at
-  ``MAX_JOB_PER_QUEUES_GROUP_SCHEDULING_ROUND``; running jobs, accepted
-  reservations and the decisions of the queues scheduled before are passed as
-  :class:`~oarsched.engine.scheduler.ScheduledJob`.  Then the jobs placed at
-  the current time start; jobs placed in the future are **not** started or
-  kept: the next round plans them again (as OAR does).
-* **Advance reservations** (a job with a ``reservation`` start time) are
-  checked when submitted, against the running jobs and the reservations
-  already accepted: accepted when the engine can place them exactly at their
-  start (a start in the past becomes the submission time), otherwise
-  ``rejected``.  An accepted reservation holds its resources in every later
-  round and starts at its time.
-* **Besteffort** jobs (queue or type ``besteffort``): the rounds of the other
-  queues do not see them (OAR's rule: their resources look free); the
-  besteffort queue's round sees everything.  When a job of another queue (or
-  a reservation) starts on resources a besteffort job holds, that besteffort
-  job is killed at that instant (status ``preempted``).  OAR needs one more
-  meta-scheduler round to launch the job once the kill is done; the
-  simulation starts it at once.  With ``requeue_besteffort=True``, or for a
-  job of type ``idempotent`` (OAR resubmits those), the preempted job goes
-  back to its queue with its original submit time (its record counts the
-  ``preemptions``; every run is kept in :attr:`SimulationResult.runs`).
+  MULTIFACTOR, CUSTOM plugins), capped at
+  ``MAX_JOB_PER_QUEUES_GROUP_SCHEDULING_ROUND`` and placed into slot sets
+  shared by the whole round (running jobs, accepted reservations and the
+  groups before); after each group, its queues' accepted reservations are
+  checked and their new ones accepted or refused.  Then the jobs placed at
+  the current time are launched; jobs placed in the future are **not**
+  started or kept: the next round plans them again (as OAR does).
+* **Advance reservations** (a job with a ``reservation`` start time) wait,
+  like OAR3's ``toSchedule`` jobs, for the round of their submission
+  instant: a start in the past becomes the round's time (refused when its
+  whole walltime is already past), and the reservation is accepted when its
+  first moldable fits at that start in the round's slot sets -- after the
+  jobs of its own and higher-priority queue groups were placed, so a waiting
+  job planned there refuses it --, otherwise ``rejected``.  An accepted
+  reservation holds its resources in every later round and is launched at
+  its time (late, it keeps its end).  A reservation accepted to start now
+  makes the round exit 1 and the simulation runs another round at once, as
+  Almighty runs kao again.
+* **Besteffort** jobs (queue or type ``besteffort``): the groups of the
+  other queues do not see them (OAR's rule: their resources look free); the
+  besteffort queue alone sees everything.  When a job about to start (by
+  ``SCHEDULER_BESTEFFORT_KILL_DURATION_BEFORE_RESERVATION`` seconds from
+  now) is placed on resources a besteffort job holds, the round kills those
+  besteffort jobs (status ``preempted``, in OAR3's order) and launches
+  nothing (kao's exit 2); the killed jobs' resources are free at once and
+  the simulation runs the next round at the same instant, which launches.
+  With ``requeue_besteffort=True``, or for a job of type ``idempotent`` (OAR
+  resubmits those), the preempted job goes back to its queue with its
+  original submit time (its record counts the ``preemptions``; every run is
+  kept in :attr:`SimulationResult.runs`).  Workload jobs are not
+  checkpointable: a besteffort job is killed, never only signalled.
+* **What changed when the simulator took kao's round** (the old simulator
+  had rules of its own): queues of equal priority were scheduled one after
+  the other, now together; a reservation was accepted at its submission
+  against running jobs and accepted reservations only, now in the round
+  after the waiting jobs of its queue group and those before were placed
+  (first moldable only; refused when too old); a besteffort job in the way
+  was killed and the job started in the same step, now the killing round
+  launches nothing and the next one, at the same instant, places and
+  launches; besteffort jobs are killed the kill duration before the start;
+  no job is launched on an ``Absent`` resource, and an accepted reservation
+  some of whose resources are not Alive waits for them, then (after
+  ``RESERVATION_WAITING_RESOURCES_TIMEOUT``) has its resources reduced, by
+  kao's rules (OAR3's, trap M8 included: see docs/differences-from-oar3.md).
 * **Never-fitting jobs**: a job that cannot be placed even on the empty
   platform (too many resources, beyond ``available_upto``...) or that the
   scheduler cannot understand is ``rejected`` at submission instead of
@@ -72,7 +101,17 @@ from typing import Any
 
 import numpy as np
 
-from oarsched.engine.round import Round, RoundOptions, _order, run_round, screen
+from oarsched.engine.meta import (
+    EXIT_BESTEFFORT_KILL,
+    EXIT_OK,
+    BesteffortJob,
+    GanttJob,
+    MemoryRound,
+    MetaDecisions,
+    MetaRound,
+    MetaState,
+)
+from oarsched.engine.round import Round, RoundOptions, RoundOutcome, ordered_jobs, screen
 from oarsched.engine.scheduler import (
     Assignment,
     ScheduledJob,
@@ -258,6 +297,13 @@ class Simulator:
         if not self.queues:
             raise ConfigError("a simulation needs at least one queue")
         self.queue_order = sorted(self.queues, key=lambda q: -self.queues[q])
+        self.groups: list[list[str]] = []
+        """Queues of equal priority, scheduled together (OAR3's queue groups), higher priority first."""
+        for queue in self.queue_order:
+            if self.groups and self.queues[self.groups[-1][0]] == self.queues[queue]:
+                self.groups[-1].append(queue)
+            else:
+                self.groups.append([queue])
         if period is not None and period <= 0:
             raise ConfigError(f"the scheduling period must be positive, got {period}")
         self.period = period
@@ -272,6 +318,10 @@ class Simulator:
         """Whether a plan may be kept between rounds: a time-independent order (FIFO: by job id) and no
         quotas calendar, so that a plan made earlier is the plan a later round would make."""
         sec = self.config.job_security_time
+        self.kill_duration = self.config.get_int("SCHEDULER_BESTEFFORT_KILL_DURATION_BEFORE_RESERVATION") \
+            if "SCHEDULER_BESTEFFORT_KILL_DURATION_BEFORE_RESERVATION" in self.config else 0
+        self.reservation_timeout = self.config.get_int("RESERVATION_WAITING_RESOURCES_TIMEOUT") \
+            if "RESERVATION_WAITING_RESOURCES_TIMEOUT" in self.config else 300
         extra = {} if plugins is None else {"plugins": plugins}
         options = SchedulerOptions(job_security_time=sec, quotas=quota_state)
         self.scheduler = Scheduler(platform, options, **extra)
@@ -281,6 +331,8 @@ class Simulator:
         for scheduler in (self.scheduler, self.besteffort_scheduler):
             scheduler.keep_between_rounds = incremental
         """Places one job alone, to tell jobs that can never fit."""
+        self.absent = {r.id for r in platform.resources if r.state == "Absent"}
+        """Resources whose jobs wait (OAR3 launches no job on an Absent resource)."""
         self.first_upto = min((r.available_upto for r in platform.resources), default=2**31 - 1)
 
     # -- public API ---------------------------------------------------------------------
@@ -357,8 +409,10 @@ class _Run:
             self.jobs[spec.id] = _SimJob(spec=spec)
         self.waiting: dict[str, dict[int, _SimJob]] = {q: {} for q in sim.queue_order}
         self.running: dict[int, _SimJob] = {}
+        self.new_reservations: dict[str, dict[int, _SimJob]] = {q: {} for q in sim.queue_order}  # toSchedule
         self.reserved: dict[int, ScheduledJob] = {}  # accepted reservations not started yet
-        self.besteffort_on: dict[int, int] = {}  # resource id -> running besteffort job id
+        self.reserved_gantt: dict[int, GanttJob] = {}  # the same, as the meta round sees them
+        self.besteffort: dict[int, BesteffortJob] = {}  # running besteffort jobs
         self.runs: list[Run] = []
         self.rounds = 0
         self.full_rounds = 0
@@ -368,7 +422,7 @@ class _Run:
         self.fresh: list[_SimJob] = []  # jobs queued since that plan
         self.on_close: Callable[[JobRecord], None] | None = None
         self.interrupted_at: int | None = None
-        self.kept_by: tuple[str, Round] | None = None  # the queue and the round whose slot sets hold the plan
+        self.kept_by: tuple[tuple[str, ...], Round] | None = None  # the group and the round holding the plan
         self.done = 0
         self.events: list[tuple[int, int, int, Any]] = []
         self.seq = 0
@@ -479,8 +533,10 @@ class _Run:
     # -- job life ------------------------------------------------------------------------
     def submit(self, job: _SimJob, now: int) -> None:
         job.job = _engine_job(job.spec)
-        if job.spec.reservation is not None:
-            self.reserve(job, now)
+        if job.spec.reservation is not None:  # accepted or refused by the next meta round (toSchedule)
+            job.state = "to_schedule"
+            self.new_reservations[job.spec.queue][job.id] = job
+            self.plan_valid = False
             return
         why = self.never_fits(job, now)
         if why:
@@ -514,56 +570,41 @@ class _Run:
             self.fits_cache[key] = why
         return self.fits_cache[key]
 
-    def reserve(self, job: _SimJob, now: int) -> None:
-        """Accept an advance reservation if its slot is free now, else reject it."""
-        start = max(job.spec.reservation or 0, now)
-        result = self.sim.scheduler.schedule([job.engine], start, self.scheduled_now())
-        a = result.assignments.get(job.id)
-        if a is None or a.start_time != start:
-            why = result.errors.get(job.id) or f"reservation refused: its resources are not free at {start}"
-            self.close(job, "rejected", why)
-            return
-        job.state = "reserved"
-        self.plan_valid = False  # the plans were made without it
-        job.reserved_start = start
-        job.scheduled = self.as_scheduled(job, a, start, "Waiting")
-        self.reserved[job.id] = job.scheduled
-        self.push(start, _AR_START, job.id)
-
-    def start(self, job: _SimJob, now: int, resources: list[int], moldable_id: int) -> None:
+    def start(self, job: _SimJob, now: int, resources: list[int], moldable_id: int, walltime: int) -> None:
         self.waiting[job.spec.queue].pop(job.id, None)
         self.planned.pop(job.id, None)
         self.planned_as.pop(job.id, None)
         self.reserved.pop(job.id, None)
+        self.reserved_gantt.pop(job.id, None)
         job.state = "running"
         job.start = now
         job.resources = resources
         job.moldable_id = moldable_id
         job.run_no += 1
         job.scheduled = ScheduledJob(
-            id=job.id, start_time=now, walltime=job.spec.walltime, resources=np.asarray(resources, dtype=np.int64),
+            id=job.id, start_time=now, walltime=walltime, resources=np.asarray(resources, dtype=np.int64),
             moldable_id=moldable_id,
             types=job.engine.types, user=job.spec.user, project=job.spec.project, queue=job.spec.queue,
             name=job.spec.name, state="Running")
         self.running[job.id] = job
         if job.spec.besteffort:
-            for rid in resources:
-                self.besteffort_on[rid] = job.id
-        self.push(now + min(job.spec.runtime, job.spec.walltime), _END, (job.id, job.run_no))
+            self.besteffort[job.id] = BesteffortJob(job.id, resources)
+        self.push(now + min(job.spec.runtime, walltime), _END, (job.id, job.run_no))
 
     def end(self, job: _SimJob, now: int) -> None:
-        killed = job.spec.runtime > job.spec.walltime
+        walltime = now - _started(job)
+        killed = job.spec.runtime > walltime
         self.release(job, now, "killed" if killed else "completed")
         self.account(job, now)
         self.close(job, "killed" if killed else "completed",
-                   f"walltime {job.spec.walltime}s reached before the run time {job.spec.runtime}s" if killed else "")
+                   f"walltime {walltime}s reached before the run time {job.spec.runtime}s" if killed else "")
 
-    def preempt(self, job: _SimJob, now: int, by: int) -> None:
+    def preempt(self, job: _SimJob, now: int, by: int | None) -> None:
         """Kill a running besteffort job; requeue it when asked to."""
         self.release(job, now, "preempted")
         self.account(job, now)
         job.preemptions += 1
-        job.reason = f"preempted at {now} by job {by}"
+        job.reason = f"preempted at {now} by job {by}" if by is not None else f"preempted at {now}"
         if self.sim.requeue_besteffort or job.requeues:
             job.state = "waiting"
             self.waiting[job.spec.queue][job.id] = job
@@ -575,10 +616,7 @@ class _Run:
         self.plan_valid = False
         started = _started(job)
         self.running.pop(job.id, None)
-        if job.spec.besteffort:
-            for rid in job.resources:
-                if self.besteffort_on.get(rid) == job.id:
-                    del self.besteffort_on[rid]
+        self.besteffort.pop(job.id, None)
         job.end = now
         self.runs.append(Run(job.id, started, now, tuple(job.resources), outcome))
 
@@ -597,71 +635,154 @@ class _Run:
         return [j.scheduled for j in self.running.values() if j.scheduled is not None] + list(self.reserved.values())
 
     def schedule(self, now: int) -> None:
-        """One meta-scheduler round at ``now``: plan every queue, then start what is due now."""
-        decisions: dict[int, Assignment] = {}
-        if any(self.waiting.values()):
+        """Meta rounds at ``now`` until one ends normally (OAR3's exit 0).
+
+        A round that kills besteffort jobs launches nothing (exit 2), one that
+        accepts a reservation starting now asks for another (exit 1): Almighty
+        runs kao again at once, so does the simulation, at the same instant.
+        """
+        for _ in range(len(self.besteffort) + 3):
+            if self.meta_round(now) == EXIT_OK:
+                return
+
+    def meta_round(self, now: int) -> int:
+        """One meta-scheduler round at ``now`` (kao's, :class:`_SimRound`): plan, reservations, launches, kills."""
+        planning = any(self.waiting.values())
+        if not (planning or any(self.new_reservations.values()) or self.reserved):
+            self.fresh = []
+            return EXIT_OK
+        extend = planning and self.can_extend()
+        rnd = _SimRound(self, now, extend)
+        if planning:
             self.rounds += 1
-            if self.can_extend():
-                decisions = self.extend_plan(now)
-            else:
-                self.full_rounds += 1
-                decisions = self.plan(now)
-                self.planned = dict(decisions)
-                self.planned_as = {}
-                self.plan_valid = self.sim.extendable and len(decisions) == sum(map(len, self.waiting.values()))
+            self.full_rounds += not extend
+        d = rnd.run()
+        if planning and not extend:
+            self.planned = dict(d.placed)
+            self.planned_as = {}
+            self.plan_valid = self.sim.extendable and len(d.placed) == sum(map(len, self.waiting.values()))
         self.fresh = []
-        self.launch(now, decisions)
-        later = [a.start_time for a in decisions.values() if a.start_time > now]
+        self.reservations(now, d)
+        if d.exit_code == EXIT_BESTEFFORT_KILL:
+            checkpointed = set(d.checkpointed)
+            for be in d.killed:
+                if be.id not in checkpointed:
+                    by = next((c.id for c in rnd.candidates if not set(be.resources).isdisjoint(c.resources)), None)
+                    self.preempt(self.jobs[be.id], now, by=by)
+        else:
+            self.launch(now, d)
+        self.wake(now, d)
+        return d.exit_code
+
+    def reservations(self, now: int, d: MetaDecisions) -> None:
+        """New reservations accepted or refused; accepted ones expired, or pushed to wait for resources."""
+        for job_id, message in d.refused.items():
+            job = self.jobs[job_id]
+            self.new_reservations[job.spec.queue].pop(job_id)
+            why = f"reservation refused: {message}"
+            if message == "This advance reservation cannot run":
+                why += f": its resources are not free at {max(now, job.spec.reservation or 0)}"
+            self.close(job, "rejected", why)
+        for job_id, g in d.accepted.items():
+            job = self.jobs[job_id]
+            self.new_reservations[job.spec.queue].pop(job_id)
+            job.state = "reserved"
+            job.reserved_start = g.start_time
+            self.reserved_gantt[job_id] = g
+            self.reserved[job_id] = job.scheduled = ScheduledJob(
+                id=job_id, start_time=g.start_time, walltime=job.spec.walltime, resources=g.resources,
+                moldable_id=g.moldable_id, types=job.engine.types, user=job.spec.user, project=job.spec.project,
+                queue=job.spec.queue, name=job.spec.name, state="Waiting")
+            self.plan_valid = False  # the plan was made before it
+            self.push_reservation(g.start_time, job_id, now)
+        for job_id in d.expired:
+            self.reserved.pop(job_id, None)
+            self.reserved_gantt.pop(job_id, None)
+            self.close(self.jobs[job_id], "rejected", f"reservation expired at {now} and couldn't be started")
+        for job_id, g in d.reservations.items():
+            old = self.reserved_gantt.get(job_id)
+            if old is not None and (old.start_time, old.resources) != (g.start_time, g.resources):
+                self.reserved_gantt[job_id] = g
+                s = self.reserved[job_id]
+                s.start_time, s.resources = g.start_time, g.resources
+                self.plan_valid = False
+                self.push_reservation(g.start_time, job_id, now)
+
+    def push_reservation(self, start: int, job_id: int, now: int) -> None:
+        """Wake at a reservation's start, and when the besteffort jobs in its way are killed."""
+        self.push(start, _AR_START, job_id)
+        if self.sim.kill_duration and start - self.sim.kill_duration > now:
+            self.push(start - self.sim.kill_duration, _AR_START, job_id)
+
+    def launch(self, now: int, d: MetaDecisions) -> None:
+        """Start the jobs the round launches (a late reservation keeps its end: its walltime shrinks)."""
+        platform, rid_objs, sec = self.sim.platform, self.rid_objs, self.sim.config.job_security_time
+        for g in d.launched:
+            job = self.jobs[g.id]
+            a = d.placed.get(g.id)
+            roids = a.roids if a is not None else platform.roids(g.resources, schedulable_only=False)
+            walltime = job.spec.walltime if g.reservation != "Scheduled" else min(job.spec.walltime, g.walltime - sec)
+            self.start(job, now, [rid_objs[i] for i in roids.tolist()], g.moldable_id, walltime)
+
+    def wake(self, now: int, d: MetaDecisions) -> None:
+        """The next round: the first planned start (earlier by the kill duration, to kill besteffort jobs)."""
+        kd = self.sim.kill_duration
+        later = [a.start_time for a in d.placed.values() if a.start_time > now]
         self.wake_generation += 1
         if later:
-            self.push(min(later), _WAKE, self.wake_generation)
+            first = min(later)
+            if kd:
+                first = min(s - kd if s - kd > now else s for s in later)
+            self.push(first, _WAKE, self.wake_generation)
 
-    def plan(self, now: int) -> dict[int, Assignment]:
-        scheduled = self.scheduled_now()
-        decisions: dict[int, Assignment] = {}
-        for queue in self.sim.queue_order:
-            waiting = self.waiting[queue]
-            if not waiting:
-                continue
-            scheduler = self.sim.besteffort_scheduler if queue == "besteffort" else self.sim.scheduler
-            if self.sim.backfilling == "easy":
-                result = self.schedule_easy(scheduler, self.waiting_jobs(waiting), queue, now, scheduled)
-                skipped: dict[int, str] = {}
-            else:
-                outcome = run_round(self.sim.platform, self.waiting_jobs(waiting), scheduled,
-                                    self.round_options(queue, now), search=scheduler)
-                result, skipped = outcome.result, outcome.skipped
-                self.kept_by = (queue, outcome.state) if self.sim.extendable and outcome.state is not None else None
-            for job_id, why in (*skipped.items(), *result.unscheduled.items()):
-                waiting[job_id].reason = why  # a job skipped by the screen (dependency cycle) keeps waiting
-            for job_id, error in result.errors.items():
-                job = waiting.pop(job_id)
-                self.close(job, "rejected", error)
-            for job_id, a in result.assignments.items():
-                decisions[job_id] = a
-                scheduled.append(self.as_scheduled(self.jobs[job_id], a, a.start_time, "Waiting"))
-        return decisions
+    def schedule_group(self, rnd: _SimRound, queues: list[str], now: int) -> None:
+        """A queue group's jobs placed in the round's shared slot sets (conservative) or by EASY."""
+        waiting: dict[int, _SimJob] = {}
+        for queue in queues:
+            waiting.update(self.waiting[queue])
+        if not waiting:
+            return
+        jobs = sorted(self.waiting_jobs(waiting), key=lambda j: j.id)
+        if self.sim.backfilling == "easy":
+            scheduler = self.sim.besteffort_scheduler if queues == ["besteffort"] else self.sim.scheduler
+            held = self.scheduled_now() + [self.as_scheduled(self.jobs[jid], a, a.start_time, "Waiting")
+                                           for jid, a in rnd.decisions.placed.items()]
+            result = self.schedule_easy(scheduler, jobs, queues, now, held)
+            outcome = RoundOutcome(result, jobs)
+            rnd.meta.round.add_scheduled(self.as_scheduled(self.jobs[jid], a, a.start_time, "Waiting")
+                                         for jid, a in result.assignments.items())
+        else:
+            outcome = rnd.meta.schedule_group(jobs, self.round_options(queues, now))
+            self.kept_by = (tuple(queues), rnd.meta.round) if self.sim.extendable else None
+        for job_id, why in (*outcome.skipped.items(), *outcome.result.unscheduled.items()):
+            waiting[job_id].reason = why  # a job skipped by the screen (dependency cycle) keeps waiting
+        for job_id, error in outcome.result.errors.items():
+            job = waiting[job_id]
+            self.waiting[job.spec.queue].pop(job_id)
+            self.close(job, "rejected", error)
+        rnd.record(outcome)
 
     def can_extend(self) -> bool:
         """Whether a full round now would keep the last plan and only place the jobs queued since.
 
         True when nothing but submissions (and wake-ups) happened since that
-        plan, every waiting job had a place in it, and each new job comes
-        last in the FIFO order of its queue (a higher id), in a queue with no
-        older job waiting in a queue of lower priority, depends on no job,
-        and no round cap cuts the queue: the earlier jobs then see the same
-        platform, the same jobs before them, and get the same places (a plan
-        made at an earlier time holds for any later time before its first
-        start, which is when the next round is woken).
+        plan, every waiting job had a place in it, no reservation waits to be
+        accepted, and each new job comes last in the FIFO order of its queue
+        group (a higher id), in a group with no older job waiting in a group
+        of lower priority, depends on no job, and no round cap cuts the group:
+        the earlier jobs then see the same platform, the same jobs before
+        them, and get the same places (a plan made at an earlier time holds
+        for any later time before its first start, which is when the next
+        round is woken).
         """
-        if not (self.sim.extendable and self.plan_valid):
+        if not (self.sim.extendable and self.plan_valid) or any(self.new_reservations.values()):
             return False
         fresh_ids = {j.id for j in self.fresh}
         cap = self.sim.max_jobs
         seen_fresh = False
-        for queue in self.sim.queue_order:
-            waiting = self.waiting[queue]
-            new = [j for j in self.fresh if j.spec.queue == queue and j.id in waiting]
+        for group in self.sim.groups:
+            waiting = [jid for q in group for jid in self.waiting[q]]
+            new = [j for j in self.fresh if j.spec.queue in group and j.id in self.waiting[j.spec.queue]]
             older = [jid for jid in waiting if jid not in fresh_ids]
             if older and seen_fresh:
                 return False
@@ -674,12 +795,12 @@ class _Run:
     def extend_plan(self, now: int) -> dict[int, Assignment]:
         """The last plan, with the jobs queued since placed after it (see :meth:`can_extend`).
 
-        With one queue waiting, the last round (whose slot sets hold the whole
-        plan) is continued at ``now``; otherwise a round is built from the
-        running jobs and the plan.
+        With one queue group waiting, the last round (whose slot sets hold the
+        whole plan) is continued at ``now``; otherwise a round is built from
+        the running jobs and the plan.
         """
-        queues = [q for q in self.sim.queue_order if self.waiting[q]]
-        kept = self.kept_by if self.kept_by is not None and queues == [self.kept_by[0]] else None
+        groups = [tuple(g) for g in self.sim.groups if any(self.waiting[q] for q in g)]
+        kept = self.kept_by if self.kept_by is not None and groups == [self.kept_by[0]] else None
         scheduled: list[ScheduledJob] = []
         if kept is None:
             for jid, a in self.planned.items():
@@ -687,31 +808,31 @@ class _Run:
                     self.planned_as[jid] = self.as_scheduled(self.jobs[jid], a, a.start_time, "Waiting")
             scheduled = self.scheduled_now() + list(self.planned_as.values())
         self.kept_by = None
-        for queue in self.sim.queue_order:
-            new = sorted((j for j in self.fresh if j.spec.queue == queue and j.state == "waiting"), key=lambda j: j.id)
+        for group in groups:
+            new = sorted((j for j in self.fresh if j.spec.queue in group and j.state == "waiting"), key=lambda j: j.id)
             if not new:
                 continue
-            waiting = self.waiting[queue]
             skipped: dict[int, str] = {}
             jobs = screen([j.engine for j in new], skipped)  # as a full round screens them
             for job_id, why in skipped.items():
-                waiting[job_id].reason = why
+                self.jobs[job_id].reason = why
                 self.plan_valid = False
             if kept is not None:  # the last round's slot sets hold the plan: place the new jobs in them
                 result = kept[1].place_more(jobs, now)
                 self.kept_by = kept
             else:
-                scheduler = self.sim.besteffort_scheduler if queue == "besteffort" else self.sim.scheduler
+                scheduler = self.sim.besteffort_scheduler if group == ("besteffort",) else self.sim.scheduler
                 rnd = Round(scheduler, now, scheduled, round_ids=[j.id for j in jobs])
                 for job in jobs:
                     rnd.place(job)
                 result = rnd.result
-                self.kept_by = (queue, rnd) if len(queues) == 1 and rnd.quotas is None else None
+                self.kept_by = (group, rnd) if len(groups) == 1 and rnd.quotas is None else None
             for job_id, why in result.unscheduled.items():
-                waiting[job_id].reason = why
+                self.jobs[job_id].reason = why
                 self.plan_valid = False
             for job_id, error in result.errors.items():
-                self.close(waiting.pop(job_id), "rejected", error)
+                queue = self.jobs[job_id].spec.queue
+                self.close(self.waiting[queue].pop(job_id), "rejected", error)
             for job_id, a in result.assignments.items():
                 self.planned[job_id] = a
                 if kept is None:
@@ -719,7 +840,7 @@ class _Run:
                     scheduled.append(self.planned_as[job_id])
         return dict(self.planned)
 
-    def schedule_easy(self, scheduler: Scheduler, waiting: list[Job], queue: str, now: int,
+    def schedule_easy(self, scheduler: Scheduler, waiting: list[Job], queues: list[str], now: int,
                       scheduled: list[ScheduledJob]) -> ScheduleResult:
         """EASY backfilling: in order, start what can start now; only the first job that cannot is reserved.
 
@@ -730,8 +851,8 @@ class _Run:
         all once no resource is free now.
         """
         out = ScheduleResult()
-        options = self.round_options(queue, now)
-        jobs, _karma = _order(waiting, options)
+        options = self.round_options(queues, now)
+        jobs, _karma = ordered_jobs(waiting, options)
         if options.max_jobs is not None:
             jobs = jobs[:options.max_jobs]
         skipped: dict[int, str] = {}
@@ -801,36 +922,21 @@ class _Run:
                 job.engine.dependencies = [self.dependency(d) for d in job.spec.depends]
         return [j.engine for j in waiting.values()]
 
-    def round_options(self, queue: str, now: int) -> RoundOptions:
-        """The queue's round: the policy's order, capped; no never-fit check (done at submission)."""
-        return RoundOptions(now=now, queues=[queue], ordering=self.sim.sorting,
+    def round_options(self, queues: list[str], now: int) -> RoundOptions:
+        """A queue group's round: the policy's order, capped; no never-fit check (done at submission)."""
+        return RoundOptions(now=now, queues=list(queues), ordering=self.sim.sorting,
                             accounting=lambda _start, at: self.accounting_list(at), max_jobs=self.sim.max_jobs,
                             max_explained=0)
 
     def dependency(self, job_id: int) -> Dependency:
         dep = self.jobs[job_id]
-        if dep.state in ("pending", "waiting", "reserved"):
+        if dep.state in ("pending", "waiting", "to_schedule", "reserved"):
             return Dependency(job_id, "Waiting")
         if dep.state == "running":
             return Dependency(job_id, "Running")
         if dep.status == "completed":
             return Dependency(job_id, "Terminated", 0)
         return Dependency(job_id, "Error")
-
-    def launch(self, now: int, decisions: dict[int, Assignment]) -> None:
-        """Start the reservations due and the jobs placed at ``now``; kill the besteffort jobs in their way."""
-        platform, rid_objs = self.sim.platform, self.rid_objs
-        starting = [(self.jobs[s.id], [rid_objs[i] for i in platform.roids(s.resources, schedulable_only=False).tolist()],
-                     s.moldable_id) for s in list(self.reserved.values()) if s.start_time <= now]
-        starting += [(self.jobs[jid], [rid_objs[i] for i in a.roids.tolist()], a.moldable_id)
-                     for jid, a in decisions.items() if a.start_time <= now]
-        for job, resources, _ in starting:
-            if not job.spec.besteffort:
-                victims = sorted({self.besteffort_on[r] for r in resources if r in self.besteffort_on})
-                for victim in victims:
-                    self.preempt(self.jobs[victim], now, by=job.id)
-        for job, resources, moldable_id in starting:
-            self.start(job, now, resources, moldable_id)
 
     def as_scheduled(self, job: _SimJob, a: Assignment, start: int, state: str) -> ScheduledJob:
         return ScheduledJob(id=job.id, start_time=start, walltime=job.spec.walltime, resources=a.rids,
@@ -861,7 +967,7 @@ class _Run:
                 job.start = job.end = None
                 if job.state == "pending":
                     job.reason = "not submitted before the end of the simulation"
-                elif job.state == "reserved":
+                elif job.state in ("reserved", "to_schedule"):
                     job.reason = f"reservation starting at {job.reserved_start}, after the end of the simulation"
 
     def record(self, job: _SimJob) -> JobRecord:
@@ -880,6 +986,51 @@ class _Run:
                                 platform=self.sim.platform, workload=self.workload, rounds=self.rounds,
                                 full_rounds=self.full_rounds, skipped=list(self.workload.skipped),
                                 config=self.sim.config, interrupted_at=self.interrupted_at)
+
+
+class _SimRound(MemoryRound):
+    """kao's meta round (:class:`~oarsched.engine.meta.MemoryRound`) on the simulation's state.
+
+    Every step is the engine's, in OAR3's order, but the placement of a
+    queue group's jobs: the simulator places them in the round's shared slot
+    sets as kao does (or by EASY), or continues its last plan when a full
+    round would give the same one (:meth:`_Run.can_extend`).
+    """
+
+    def __init__(self, run: _Run, now: int, extend: bool) -> None:
+        sim = run.sim
+        accepted: dict[str, list[GanttJob]] = {}
+        for job_id, g in run.reserved_gantt.items():
+            accepted.setdefault(run.jobs[job_id].spec.queue, []).append(g)
+        state = MetaState(
+            now=now, scheduled=(), groups=[[(q, "Active") for q in group] for group in sim.groups], waiting={},
+            new_reservations={q: [(j.engine, j.spec.reservation or 0) for j in jobs.values()]
+                              for q, jobs in run.new_reservations.items() if jobs},
+            accepted=accepted, besteffort=list(run.besteffort.values()), kill_duration=sim.kill_duration,
+            reservation_timeout=sim.reservation_timeout)
+        super().__init__(sim.scheduler, state, lambda queues: run.round_options(queues, now))
+        self.run_, self.extend, self.extended = run, extend, False
+        self.candidates: list[GanttJob] = []
+
+    @property
+    def meta(self) -> MetaRound:
+        if self._meta is None:  # the gantt: running jobs and accepted reservations
+            self._meta = MetaRound(self.search, self.now, self.run_.scheduled_now())
+        return self._meta
+
+    def schedule_group(self, queues: list[str]) -> None:
+        if not self.extend:
+            self.run_.schedule_group(self, queues, self.now)
+        elif not self.extended:  # the whole plan, continued, at the first group
+            self.extended = True
+            self.decisions.placed.update(self.run_.extend_plan(self.now))
+
+    def launch_candidates(self) -> list[GanttJob]:
+        self.candidates = super().launch_candidates()
+        return self.candidates
+
+    def absent(self) -> set[int]:
+        return self.run_.sim.absent
 
 
 class _Accounting:

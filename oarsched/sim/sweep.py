@@ -127,7 +127,7 @@ def gather(tasks: Sequence[SweepTask]) -> str:
     """One table: a row per run (done ones; the others are listed as pending)."""
     width = max([12, *(len(f"{Path(t.trace).stem}:{t.policy}") for t in tasks)])
     lines = [f"{'run':<{width}} " + " ".join(f"{c:>12}" for c in COLUMNS) + f" {'seconds':>9}"]
-    from oarsched.sim.metrics import _show
+    from oarsched.sim.metrics import show_value
 
     for task in tasks:
         name = f"{Path(task.trace).stem}:{task.policy}"
@@ -136,6 +136,6 @@ def gather(tasks: Sequence[SweepTask]) -> str:
             continue
         data: dict[str, Any] = json.loads(task.stem.with_suffix(".json").read_text(encoding="utf-8"))
         m = data["metrics"]
-        lines.append(f"{name:<{width}} " + " ".join(f"{_show(m[c]):>12}" for c in COLUMNS)
+        lines.append(f"{name:<{width}} " + " ".join(f"{show_value(m[c]):>12}" for c in COLUMNS)
                      + f" {data['seconds']:>9.2f}")
     return "\n".join(lines)
