@@ -609,7 +609,7 @@ def test_unknown_extra_metasched_is_a_one_line_config_error(tmp_path: Path):
 
 
 def test_a_second_round_with_nothing_changed_rewrites_no_gantt_row(tmp_path: Path):
-    """The gantt is rebuilt in a scratch copy and written back by difference (OAR3 empties and refills it)."""
+    """The gantt and ``_visu`` are written by difference, moldable by moldable (OAR3 empties and refills them)."""
     def setup(c):
         add_running_job(c, start_time=NOW - 100, resource_ids=[1, 2, 3], walltime=7200)
         for request in ("resource_id=2", "resource_id=4", "network_address=1", "resource_id=8"):
@@ -632,3 +632,45 @@ def test_a_second_round_with_nothing_changed_rewrites_no_gantt_row(tmp_path: Pat
     # jobs: only the launched jobs' messages change, to the current-job form without W= (M7)
     assert query(case, "SELECT job_id, message FROM jobs WHERE state = 'toLaunch'") == [(2, "R=2,J=P,Q=default")]
     assert got["bipbip"]  # the toLaunch jobs are told again, as OAR3 does (M18)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_gantt_rows_changed_between_rounds_are_put_back(tmp_path: Path, backend: str, request):
+    """The round compares the gantt and ``_visu`` with what it wants exactly, moldable by moldable: a row
+    missing from a run of ids, one added next to it, a moldable it did not place, another start in ``_visu``
+    are each put back, and the end state is the first round's again."""
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+
+    def setup(c):
+        add_running_job(c, start_time=NOW - 100, resource_ids=[1, 2, 3], walltime=7200)
+        add_job(c, request="resource_id=2", walltime=900)
+        add_job(c, request="resource_id=8", walltime=900)
+    case = make_case(tmp_path, setup, url=url)
+    with endpoints(case):
+        assert run(case)[0] == 0
+    want = {t: v for t, v in dump(case).items() if t.startswith("gantt")}
+    [(waiting,)] = query(case, "SELECT m.moldable_id FROM moldable_job_descriptions m JOIN jobs j "
+                               "ON j.job_id = m.moldable_job_id WHERE j.state = 'Waiting'")
+    assert [r for m, r in want["gantt_jobs_resources"] if m == waiting] == list(range(1, 9))
+    stale = waiting + 100
+    case.execute(f"DELETE FROM gantt_jobs_resources WHERE moldable_job_id = {waiting} AND resource_id = 5",
+                 f"DELETE FROM gantt_jobs_resources_visu WHERE moldable_job_id = {waiting} AND resource_id = 8",
+                 f"INSERT INTO gantt_jobs_resources_visu VALUES ({waiting}, 9)",
+                 f"UPDATE gantt_jobs_predictions_visu SET start_time = start_time + 1 WHERE moldable_job_id = {waiting}",
+                 *[f"INSERT INTO {t} VALUES ({stale}, {NOW})" for t in ("gantt_jobs_predictions",
+                                                                       "gantt_jobs_predictions_visu")],
+                 *[f"INSERT INTO {t} VALUES ({stale}, 4)" for t in ("gantt_jobs_resources",
+                                                                   "gantt_jobs_resources_visu")])
+    assert {t: v for t, v in dump(case).items() if t.startswith("gantt")} != want
+    with endpoints(case):
+        assert run(case)[0] == 0
+    assert {t: v for t, v in dump(case).items() if t.startswith("gantt")} == want
+
+
+def test_gantt_comparison_intervals_cover_every_id_once():
+    from oarsched.oar.metadb import ID_MAX, ID_MIN, _intervals
+
+    got = _intervals(7, [(1, 3), (5, 5), (6, 9)])
+    assert got == [(7, ID_MIN, 0, 0), (7, 1, 3, 3), (7, 4, 4, 0), (7, 5, 5, 1), (7, 6, 9, 4), (7, 10, ID_MAX, 0)]
+    assert _intervals(7, []) == [(7, ID_MIN, ID_MAX, 0)]
+    assert _intervals(7, [(ID_MIN, ID_MAX)]) == [(7, ID_MIN, ID_MAX, ID_MAX - ID_MIN + 1)]

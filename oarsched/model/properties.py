@@ -45,21 +45,42 @@ Value semantics (shared by the SQL and the Python paths):
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import operator
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Iterator, Mapping, Sequence
-
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import ParseError, SqlglotError, TokenError
-from sqlglot.tokens import Token, TokenType
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from oarsched.errors import PropertyError
 from oarsched.model.platform import Resource
+
+
+class _LazyModule:
+    """A module imported at its first attribute access: sqlglot takes ≈0.1 s to import, and a scheduling
+    round whose jobs and resources carry no property expression never parses one."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(importlib.import_module(self._name), attr)
+        setattr(self, attr, value)
+        return value
+
+
+if TYPE_CHECKING:
+    import sqlglot
+    from sqlglot import errors as sqlglot_errors
+    from sqlglot import exp
+    from sqlglot import tokens as sqlglot_tokens
+else:
+    sqlglot = _LazyModule("sqlglot")
+    exp = _LazyModule("sqlglot.expressions")
+    sqlglot_errors = _LazyModule("sqlglot.errors")
+    sqlglot_tokens = _LazyModule("sqlglot.tokens")
 
 __all__ = [
     "And",
@@ -267,7 +288,7 @@ def _identifier(name: str) -> str:
     if _SIMPLE_NAME_RE.fullmatch(name):
         try:
             node = sqlglot.condition(f"{name} = 1", dialect=_DIALECT)
-        except SqlglotError:
+        except sqlglot_errors.SqlglotError:
             node = None
         if (
             isinstance(node, exp.EQ)
@@ -591,29 +612,27 @@ class Like(Expr):
 # =============================================================================
 # From sqlglot's tree to the AST
 # =============================================================================
-_COMPARISONS: dict[type[exp.Expr], str] = {
-    exp.EQ: "=",
-    exp.NEQ: "<>",
-    exp.LT: "<",
-    exp.LTE: "<=",
-    exp.GT: ">",
-    exp.GTE: ">=",
-}
+@functools.cache
+def _comparisons() -> dict[type[exp.Expr], str]:
+    return {exp.EQ: "=", exp.NEQ: "<>", exp.LT: "<", exp.LTE: "<=", exp.GT: ">", exp.GTE: ">="}
 
-_REFUSED_KINDS: tuple[tuple[tuple[type[exp.Expr], ...], str], ...] = (
-    ((exp.Query, exp.Subquery, exp.Exists, exp.Any, exp.All), "a sub-query or ANY/ALL"),
-    ((exp.Cast, exp.TryCast), "a cast"),
-    ((exp.DPipe, exp.Concat), "string concatenation"),
-    ((exp.Placeholder, exp.Parameter), "a parameter placeholder"),
-    ((exp.Collate,), "COLLATE"),
-    ((exp.Func,), "a function call"),
-    ((exp.Binary, exp.Unary), "an operator"),
-)
+
+@functools.cache
+def _refused_kinds() -> tuple[tuple[tuple[type[exp.Expr], ...], str], ...]:
+    return (
+        ((exp.Query, exp.Subquery, exp.Exists, exp.Any, exp.All), "a sub-query or ANY/ALL"),
+        ((exp.Cast, exp.TryCast), "a cast"),
+        ((exp.DPipe, exp.Concat), "string concatenation"),
+        ((exp.Placeholder, exp.Parameter), "a parameter placeholder"),
+        ((exp.Collate,), "COLLATE"),
+        ((exp.Func,), "a function call"),
+        ((exp.Binary, exp.Unary), "an operator"),
+    )
 
 
 def _refusal_label(node: exp.Expr) -> str | None:
     """How an error names a refused kind of node (None: no special name)."""
-    return next((label for kinds, label in _REFUSED_KINDS if isinstance(node, kinds)), None)
+    return next((label for kinds, label in _refused_kinds() if isinstance(node, kinds)), None)
 
 
 class _Converter:
@@ -665,11 +684,11 @@ class _Converter:
             return Not(self.condition(node.this))
         if isinstance(node, exp.Boolean):
             return Constant(bool(node.this))
-        if type(node) in _COMPARISONS:
+        op = _comparisons().get(type(node))
+        if op is not None:
             self.check_args(node, _BINARY)
-            op = _COMPARISONS[type(node)]
             return Comparison(op, self.operand(node.this), self.operand(node.expression))
-        builder = _CONDITION_BUILDERS.get(type(node))
+        builder = _condition_builders().get(type(node))
         if builder is not None:
             return builder(self, node)
         if isinstance(node, (exp.Column, exp.Literal, exp.Null, exp.Neg)):
@@ -744,7 +763,7 @@ class _Converter:
             return self.column(node)
         if isinstance(node, (exp.Literal, exp.Boolean, exp.Null, exp.Neg)):
             return self.literal(node)
-        if isinstance(node, _CONDITION_KINDS):
+        if isinstance(node, _condition_kinds()):
             raise self.refuse(node, "a condition in place of a value")
         raise self.refuse(node)
 
@@ -802,28 +821,32 @@ class _Converter:
 _THIS = frozenset({"this"})
 _BINARY = frozenset({"this", "expression"})
 
-_CONDITION_BUILDERS: dict[type[exp.Expr], Callable[[_Converter, Any], Expr]] = {
-    exp.In: _Converter.in_list,
-    exp.Is: _Converter.is_null,
-    exp.Between: _Converter.between,
-    exp.Like: _Converter.like,
-    exp.ILike: _Converter.like,
-    exp.Escape: _Converter.escape,
-}
-_CONDITION_KINDS: tuple[type[exp.Expr], ...] = (
-    *_COMPARISONS, *_CONDITION_BUILDERS, exp.And, exp.Or, exp.Not,
-)
+@functools.cache
+def _condition_builders() -> dict[type[exp.Expr], Callable[[_Converter, Any], Expr]]:
+    return {
+        exp.In: _Converter.in_list,
+        exp.Is: _Converter.is_null,
+        exp.Between: _Converter.between,
+        exp.Like: _Converter.like,
+        exp.ILike: _Converter.like,
+        exp.Escape: _Converter.escape,
+    }
+
+
+@functools.cache
+def _condition_kinds() -> tuple[type[exp.Expr], ...]:
+    return (*_comparisons(), *_condition_builders(), exp.And, exp.Or, exp.Not)
 
 
 # =============================================================================
 # Parsing
 # =============================================================================
-def _tokenize(text: str) -> list[Token]:
+def _tokenize(text: str) -> list[sqlglot_tokens.Token]:
     """sqlglot tokens of ``text``; refuses comments and statement separators."""
     dialect = sqlglot.Dialect.get_or_raise(_DIALECT)
     try:
         tokens = dialect.tokenize(text)
-    except TokenError:
+    except sqlglot_errors.TokenError:
         raise PropertyError(
             f"property expression {text!r}: cannot be tokenized (unbalanced quote?)"
         ) from None
@@ -832,7 +855,7 @@ def _tokenize(text: str) -> list[Token]:
         gap = text[position : token.start]
         if gap.strip() or token.comments:
             raise PropertyError(f"property expression {text!r}: comments are not allowed")
-        if token.token_type == TokenType.SEMICOLON:
+        if token.token_type == sqlglot_tokens.TokenType.SEMICOLON:
             raise PropertyError(
                 f"property expression {text!r}: ';' (several statements) is not allowed"
             )
@@ -842,7 +865,7 @@ def _tokenize(text: str) -> list[Token]:
     return tokens
 
 
-def _syntax_error(text: str, error: ParseError) -> PropertyError:
+def _syntax_error(text: str, error: sqlglot_errors.ParseError) -> PropertyError:
     details = error.errors[0] if error.errors else {}
     description = details.get("description") or "invalid syntax"
     description = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", description)
@@ -856,8 +879,8 @@ def _parse_tree(text: str) -> exp.Expr:
     parser = sqlglot.Dialect.get_or_raise(_DIALECT).parser()
     try:
         trees = parser.parse_into(exp.Condition, tokens, text)
-    except ParseError as error:
-        cause = error.__cause__ if isinstance(error.__cause__, ParseError) else error
+    except sqlglot_errors.ParseError as error:
+        cause = error.__cause__ if isinstance(error.__cause__, sqlglot_errors.ParseError) else error
         raise _syntax_error(text, cause) from None
     if len(trees) != 1 or trees[0] is None:
         raise PropertyError(f"property expression {text!r}: exactly one condition is expected")

@@ -15,16 +15,19 @@ import os
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import (
+    ARRAY,
     Engine,
+    Integer,
     Select,
+    any_,
     asc,
+    bindparam,
     create_engine,
     desc,
-    exists,
     insert,
     select,
     text,
@@ -380,6 +383,11 @@ class OarDatabase:
             .where(m.c.moldable_index == "CURRENT")
             .order_by(gp.c.start_time, jobs_t.c.job_id, gr.c.resource_id)
         )
+        if self.dialect == "postgresql":
+            # the resource rows of the predicted moldables by index, not a hash join over all the rows (with
+            # nested loops off): the meta-scheduler's gantt holds last round's rows until its end
+            ids = [int(r[0]) for r in conn.execute(select(gp.c.moldable_job_id))]
+            stmt = stmt.where(gr.c.moldable_job_id == any_(bindparam("gantt_ids", ids, type_=ARRAY(Integer))))
         jobs: dict[int, ScheduledJob] = {}
         suspended_ids = []
         for row in conn.execute(stmt):
@@ -438,17 +446,20 @@ class OarDatabase:
 
     # -- writing -----------------------------------------------------------------------------
     def write_decisions(self, conn: Connection, result: ScheduleResult, messages: dict[int, str],
-                        karma: dict[int, float] | None = None, start_times: dict[int, int] | None = None) -> int:
+                        karma: dict[int, float] | None = None, start_times: dict[int, int] | None = None, *,
+                        write_resources: Callable[[dict[int, list[tuple[int, int]]]], int] | None = None) -> int:
         """Insert the gantt rows of every assignment and update ``jobs.message``, ``last_karma`` and ``start_time``.
 
         Runs inside the caller's transaction: the round is written whole or not at all.
         Resource rows (one per resource, as OAR3 writes them: millions for a
         large round) are sent as contiguous ranges of resource ids and expanded
-        inside the database in one statement (:meth:`_insert_resource_ranges`).
+        inside the database in one statement (:meth:`insert_resource_ranges`).
         ``start_times`` is what OAR3's kamelot leaves in ``jobs.start_time``
         (its ORM rows are flushed by its commit): the predicted start of each
         placed job, -1 for each job considered but not placed; OAR3's
         meta-scheduler reads the gantt back in that order.
+        ``write_resources`` (moldable id -> its runs of contiguous resource ids) writes the resource rows
+        instead of the plain insert (the meta-scheduler writes them by difference).
         Returns the number of resource rows.
         """
         self._start_times_from_gantt(conn)
@@ -460,10 +471,10 @@ class OarDatabase:
         if not assignments:
             return 0
         conn.execute(insert(gp), [{"moldable_job_id": a.moldable_id, "start_time": a.start_time} for a in assignments])
-        ranges: list[tuple[int, int, int]] = []
-        for a in sorted(assignments, key=lambda a: a.moldable_id):
-            ranges.extend((a.moldable_id, lo, hi) for lo, hi in _ranges(a.rids))
-        return self._insert_resource_ranges(conn, ranges)
+        runs = {a.moldable_id: id_runs(a.rids) for a in sorted(assignments, key=lambda a: a.moldable_id)}
+        if write_resources is not None:
+            return write_resources(runs)
+        return self.insert_resource_ranges(conn, [(m, lo, hi) for m, rr in runs.items() for lo, hi in rr])
 
     def _start_times_from_gantt(self, conn: Connection) -> None:
         """``jobs.start_time`` := gantt start for every job already in the gantt, where they differ.
@@ -481,7 +492,7 @@ class OarDatabase:
             select(m.c.moldable_job_id.label("job_id"), gp.c.start_time)
             .join(gp, gp.c.moldable_job_id == m.c.moldable_id)
             .where(m.c.moldable_index == "CURRENT", gp.c.start_time.is_not(None),
-                   exists().where(gr.c.moldable_job_id == gp.c.moldable_job_id))
+                   has_gantt_resources(gr, gp.c.moldable_job_id))
         ).subquery()
         gantt_start = select(sub.c.start_time).where(sub.c.job_id == jobs_t.c.job_id).limit(1).scalar_subquery()
         conn.execute(
@@ -519,8 +530,10 @@ class OarDatabase:
         ))
         conn.execute(text(f"DELETE FROM {_JOB_VALUES}"))
 
-    def _insert_resource_ranges(self, conn: Connection, ranges: list[tuple[int, int, int]]) -> int:
-        """Insert ``(moldable_id, resource_id)`` for every id of every ``(moldable_id, lo, hi)`` range.
+    def insert_resource_ranges(self, conn: Connection, ranges: list[tuple[int, int, int]],
+                                table: str = "gantt_jobs_resources") -> int:
+        """Insert ``(moldable_id, resource_id)`` into ``table`` (gantt-shaped) for every id of every
+        ``(moldable_id, lo, hi)`` range.
 
         PostgreSQL: one statement over three arrays, each range expanded by
         ``generate_series``.  SQLite (no ``generate_series``): the ranges go to
@@ -533,7 +546,7 @@ class OarDatabase:
         nrows = sum(hi - lo + 1 for _, lo, hi in ranges)
         if self.dialect == "postgresql":
             conn.execute(text(
-                "INSERT INTO gantt_jobs_resources (moldable_job_id, resource_id) "
+                f"INSERT INTO {table} (moldable_job_id, resource_id) "
                 "SELECT r.mld, g FROM unnest(CAST(:mld AS INTEGER[]), CAST(:lo AS INTEGER[]), CAST(:hi AS INTEGER[])) "
                 "AS r(mld, lo, hi) CROSS JOIN LATERAL generate_series(r.lo, r.hi) AS g"
             ), {"mld": [r[0] for r in ranges], "lo": [r[1] for r in ranges], "hi": [r[2] for r in ranges]})
@@ -549,11 +562,19 @@ class OarDatabase:
             "WITH RECURSIVE s(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM s WHERE k < :span) SELECT k FROM s"
         ), {"span": span})
         conn.execute(text(
-            "INSERT INTO gantt_jobs_resources (moldable_job_id, resource_id) "
+            f"INSERT INTO {table} (moldable_job_id, resource_id) "
             f"SELECT r.mld, r.lo + o.k FROM {_RANGES} AS r CROSS JOIN {_OFFSETS} AS o WHERE o.k <= r.hi - r.lo"
         ))
         conn.execute(text(f"DELETE FROM {_RANGES}"))
         return nrows
+
+
+def has_gantt_resources(gr, moldable_id):
+    """``moldable_id`` has rows in ``gr``: one index probe per moldable.  A scalar sub-query, not EXISTS:
+    PostgreSQL turns EXISTS into a semi-join, which with nested loops off (:meth:`OarDatabase.prepare_round`)
+    reads every resource row of the gantt (millions)."""
+    return select(gr.c.moldable_job_id).where(gr.c.moldable_job_id == moldable_id).limit(1).scalar_subquery() \
+        .is_not(None)
 
 
 def _sqlite_file_exists(url: str) -> None:
@@ -684,9 +705,9 @@ def job_message(*, nb_resources: int | None, queue: str, walltime: int | None = 
     return msg
 
 
-def _ranges(ids: np.ndarray) -> list[tuple[int, int]]:
+def id_runs(ids: np.ndarray) -> list[tuple[int, int]]:
     """Contiguous runs of distinct ids."""
-    arr = np.sort(np.asarray(ids, dtype=np.int64))
+    arr = np.sort(np.asarray(ids, dtype=np.int64), kind="stable")  # timsort: ids come in long sorted runs
     if arr.size == 0:
         return []
     brk = np.nonzero(np.diff(arr) != 1)[0]

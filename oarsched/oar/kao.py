@@ -122,9 +122,7 @@ class KaoRound:
         mdb = self.mdb
         if str(self.config.get("WALLTIME_CHANGE_ENABLED", "NO")).lower() == "yes":
             self._walltime_changes()
-        mdb.open_scratch_gantt()
-        kept = mdb.kept_reservation_moldables()
-        mdb.flush_gantt(kept)
+        mdb.open_gantt()
         mdb.reinsert_current_jobs()
         # OAR3 sets every job already in the gantt to its gantt start (flushed by its next commit: M6)
         self.db._start_times_from_gantt(mdb.conn)
@@ -135,7 +133,7 @@ class KaoRound:
         if run_meta_round(steps, mdb.queue_groups(), besteffort, self.now, self._absent):
             self.result.exit_code = EXIT_BESTEFFORT_KILL
             self.out.chstate()
-        mdb.close_scratch_gantt()
+        mdb.close_gantt()
         mdb.copy_gantt_to_visu()
         self._energy_saving()
         snapshot = mdb.jobs_in_states(NOT_WAITING_STATES)
@@ -202,7 +200,8 @@ class KaoRound:
         outcome = meta.schedule_group(rows.jobs, options)
         result = outcome.result
         messages, placed_karma = decision_messages(result, rows.message_info, outcome.karma)
-        db.write_decisions(conn, result, messages, placed_karma, outcome.considered_starts())
+        db.write_decisions(conn, result, messages, placed_karma, outcome.considered_starts(),
+                           write_resources=self.mdb.put_gantt_resources)
 
     # -- advance reservations --------------------------------------------------------------------
     def _check_accepted_reservations(self, queue: str) -> None:
@@ -270,15 +269,10 @@ class KaoRound:
             self.result.accepted.append(job.id)
 
     def _save_reservation(self, job, info: JobInfo, mld_id: int, start: int, w: int, res) -> None:
-        from sqlalchemy import insert
-
         from oarsched._core import bitset
 
         rids = self.platform.rids[bitset.to_indices(res)]
-        t = self.db.tables
-        self.mdb.conn.execute(insert(t["gantt_jobs_predictions"]).values(moldable_job_id=mld_id, start_time=start))
-        self.mdb.conn.execute(insert(t["gantt_jobs_resources"]),
-                              [{"moldable_job_id": mld_id, "resource_id": int(r)} for r in sorted(rids)])
+        self.mdb.put_gantt_job(mld_id, start, rids)
         self.mdb.set_message(job.id, job_message(nb_resources=len(rids), walltime=w, job_type=info.job_type,
                                                  queue=info.queue, name=info.name))
 

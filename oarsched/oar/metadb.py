@@ -9,12 +9,13 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, MetaData, cast, delete, func, insert, or_, select, update
+import numpy as np
+from sqlalchemy import MetaData, delete, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from oarsched.engine.meta import BesteffortJob, GanttJob, WalltimeGrant, WalltimeRequest
 from oarsched.errors import ConfigError
-from oarsched.oar.db import OarDatabase
+from oarsched.oar.db import OarDatabase, has_gantt_resources, id_runs
 
 log = logging.getLogger("oarsched.kao")
 
@@ -62,6 +63,10 @@ class MetaDb:
         self.now = now
         self.frag_user = frag_user
         self.state_changes: list[tuple[int, str]] = []
+        self.kept: list[int] = []
+        """Moldables of accepted reservations keeping their gantt rows (:meth:`open_gantt`)."""
+        self.placed: dict[int, list[tuple[int, int]]] = {}
+        """Moldable -> its runs of resource ids, for every moldable given gantt rows this round."""
 
     # -- gantt initialisation -------------------------------------------------------------------
     def kept_reservation_moldables(self) -> list[int]:
@@ -73,36 +78,29 @@ class MetaDb:
             .join(m, m.c.moldable_id == gp.c.moldable_job_id)
             .join(j, j.c.job_id == m.c.moldable_job_id)
             .where(j.c.reservation == "Scheduled", j.c.state.in_(["Waiting", "toAckReservation"]),
-                   gp.c.moldable_job_id.in_(select(gr.c.moldable_job_id)))
+                   has_gantt_resources(gr, gp.c.moldable_job_id))
         )
         return sorted(int(r[0]) for r in self.conn.execute(stmt))
-
-    def flush_gantt(self, kept: list[int]) -> None:
-        for name in ("gantt_jobs_predictions", "gantt_jobs_resources"):
-            t = self.t[name]
-            stmt = delete(t)
-            if kept:
-                stmt = stmt.where(t.c.moldable_job_id.not_in(kept))
-            self.conn.execute(stmt)
 
     def reinsert_current_jobs(self) -> None:
         """Jobs holding resources get their gantt rows back and a message without ``W=`` (trap T20/M7).
 
-        The rows are copied inside the database (``INSERT ... SELECT``); only messages that change are written.
+        Only the rows and messages that change are written.
         """
         from oarsched.oar.db import job_message
 
         j, ar = self.t["jobs"], self.t["assigned_resources"]
-        gp, gr = self.t["gantt_jobs_predictions"], self.t["gantt_jobs_resources"]
+        gp = self.t["gantt_jobs_predictions"]
         current = j.c.state.in_(CURRENT_STATES)
         holding = select(ar.c.moldable_job_id).where(ar.c.moldable_job_id == j.c.assigned_moldable_job).exists()
         self.conn.execute(insert(gp).from_select(
             ["moldable_job_id", "start_time"],
             select(j.c.assigned_moldable_job, func.coalesce(j.c.start_time, 0)).where(current, holding)))
-        self.conn.execute(insert(gr).from_select(
-            ["moldable_job_id", "resource_id"],
-            select(ar.c.moldable_job_id, ar.c.resource_id).distinct()
-            .join(j, j.c.assigned_moldable_job == ar.c.moldable_job_id).where(current)))
+        held: dict[int, list[int]] = defaultdict(list)
+        for mld, rid in self.conn.execute(select(ar.c.moldable_job_id, ar.c.resource_id).distinct()
+                                          .join(j, j.c.assigned_moldable_job == ar.c.moldable_job_id).where(current)):
+            held[int(mld)].append(int(rid))
+        self.put_gantt_resources({m: id_runs(np.unique(np.asarray(rids, dtype=np.int64))) for m, rids in held.items()})
         stmt = (
             select(j.c.job_id, j.c.job_type, j.c.queue_name, j.c.job_name, j.c.message, func.count(ar.c.resource_id))
             .join(ar, ar.c.moldable_job_id == j.c.assigned_moldable_job)
@@ -134,16 +132,13 @@ class MetaDb:
                    reservation: str | None = None, sec: int = 0, start_by: int | None = None) -> list[GanttJob]:
         """Jobs in ``states`` with gantt rows (starting by ``start_by``), by job id; ``walltime`` = stored
         walltime + ``sec``."""
-        j, gp, gr, m = self.t["jobs"], self.t["gantt_jobs_predictions"], self.t["gantt_jobs_resources"], \
-            self.t["moldable_job_descriptions"]
+        j, gp, m = self.t["jobs"], self.t["gantt_jobs_predictions"], self.t["moldable_job_descriptions"]
         stmt = (
-            select(j.c.job_id, j.c.reservation, gp.c.moldable_job_id, gp.c.start_time, m.c.moldable_walltime,
-                   gr.c.resource_id)
+            select(j.c.job_id, j.c.reservation, gp.c.moldable_job_id, gp.c.start_time, m.c.moldable_walltime)
             .join(m, m.c.moldable_id == gp.c.moldable_job_id)
             .join(j, j.c.job_id == m.c.moldable_job_id)
-            .join(gr, gr.c.moldable_job_id == gp.c.moldable_job_id)
             .where(j.c.state.in_(states))
-            .order_by(j.c.job_id, gr.c.resource_id)
+            .order_by(j.c.job_id, gp.c.moldable_job_id)
         )
         if queue is not None:
             stmt = stmt.where(j.c.queue_name == queue)
@@ -151,15 +146,37 @@ class MetaDb:
             stmt = stmt.where(gp.c.start_time <= start_by)
         if reservation is not None:
             stmt = stmt.where(j.c.reservation == reservation, m.c.moldable_index == "CURRENT")
+        rows = self.conn.execute(stmt).all()
+        held = self._gantt_resources([int(row.moldable_job_id) for row in rows])
+        # a job's moldable is the one holding its lowest resource id (OAR3 reads rows by job and resource)
+        rows = sorted((row for row in rows if held.get(int(row.moldable_job_id))),
+                      key=lambda row: (row.job_id, held[int(row.moldable_job_id)][0]))
         out: dict[int, GanttJob] = {}
-        for row in self.conn.execute(stmt):
+        for row in rows:
+            rids = held[int(row.moldable_job_id)]
             g = out.get(row.job_id)
             if g is None:
                 g = out[row.job_id] = GanttJob(
                     id=int(row.job_id), moldable_id=int(row.moldable_job_id), start_time=int(row.start_time or 0),
                     walltime=int(row.moldable_walltime or 0) + sec, reservation=row.reservation or "None")
-            g.resources.append(int(row.resource_id))
+            g.resources.extend(rids)
+        for g in out.values():
+            g.resources.sort()
         return list(out.values())
+
+    def _gantt_resources(self, ids: list[int]) -> dict[int, list[int]]:
+        """The resource rows of the moldables ``ids``, by moldable and id: index lookups of those moldables
+        only (the gantt holds last round's rows until the round's end)."""
+        gr = self.t[GANTT_RESOURCES]
+        ids = sorted(set(ids))
+        got: dict[int, list[int]] = defaultdict(list)
+        for i in range(0, len(ids), SYNC_CHUNK):
+            stmt = (select(gr.c.moldable_job_id, gr.c.resource_id)
+                    .where(gr.c.moldable_job_id.in_(ids[i:i + SYNC_CHUNK]))
+                    .order_by(gr.c.moldable_job_id, gr.c.resource_id))
+            for m, r in self.conn.execute(stmt):
+                got[int(m)].append(int(r))
+        return got
 
     def resource_states(self) -> dict[int, str]:
         r = self.t["resources"]
@@ -383,46 +400,135 @@ class MetaDb:
             select(gr.c.moldable_job_id, gr.c.resource_id).where(gr.c.moldable_job_id == job.moldable_id)))
         self.set_job_state(job.id, "toLaunch")
 
-    def copy_gantt_to_visu(self) -> None:
-        """Make ``gantt_*_visu`` equal to the gantt (OAR3 empties and refills them): only the rows that differ
-        are deleted and inserted, so an unchanged gantt costs reads, not writes."""
-        for name, cols in GANTT_TABLES:
-            sync_table(self.conn, self.t[name + "_visu"], self.t[name], cols)
-
-    # -- the gantt, rebuilt in a scratch copy -----------------------------------------------------
-    def open_scratch_gantt(self) -> None:
-        """Copy the gantt tables into temporary tables of the same names, which the round's statements then
-        see instead (a temporary table shadows its namesake on SQLite and PostgreSQL alike); the round
-        rebuilds the gantt there and :meth:`close_scratch_gantt` writes only the difference back."""
+    # -- the gantt: written by difference ----------------------------------------------------------
+    def open_gantt(self) -> None:
+        """Start the round's gantt: OAR3 empties it but for the accepted reservations still waiting, then
+        refills it.  Here only ``gantt_jobs_predictions`` (one row per job) is rebuilt, in a temporary
+        table of the same name holding the kept rows, which the round's statements see instead (a
+        temporary table shadows its namesake on SQLite and PostgreSQL alike).  ``gantt_jobs_resources``
+        (one row per job and resource: millions) keeps its rows: each moldable the round places is made
+        to hold exactly its resources (:meth:`put_gantt_resources`), and :meth:`close_gantt` deletes the
+        rows of those it did not place.  The round's gantt reads all go through the predictions, so they
+        never see the rows left from the last round (an ``EXTRA_METASCHED`` hook reading the resource
+        rows alone may, until the round's end)."""
+        self.kept = self.kept_reservation_moldables()
+        self.placed = {}
         conn = self.conn
+        name, cols = GANTT_PREDICTIONS, ", ".join(GANTT_PREDICTION_COLUMNS)
+        kept = f" WHERE moldable_job_id IN ({', '.join(map(str, self.kept))})" if self.kept else " WHERE 0 = 1"
         if self.db.dialect == "postgresql":
             self._home = str(conn.exec_driver_sql("SELECT current_schema()").scalar())
-            for name, _ in GANTT_TABLES:
-                conn.exec_driver_sql(f"CREATE TEMP TABLE {name} (LIKE {self._home}.{name} INCLUDING ALL) "
-                                     "ON COMMIT DROP")
-                conn.exec_driver_sql(f"INSERT INTO pg_temp.{name} SELECT * FROM {self._home}.{name}")
+            conn.exec_driver_sql(f"CREATE TEMP TABLE {name} (LIKE {self._home}.{name} INCLUDING ALL) ON COMMIT DROP")
+            conn.exec_driver_sql(f"INSERT INTO pg_temp.{name} ({cols}) SELECT {cols} FROM {self._home}.{name}{kept}")
         else:
             self._home = "main"
-            for name, cols in GANTT_TABLES:
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
-                conn.exec_driver_sql(f"CREATE TEMP TABLE {name} ({cols[0]} INTEGER NOT NULL, {cols[1]} INTEGER, "
-                                     f"PRIMARY KEY ({cols[0]}{', ' + cols[1] if name.endswith('resources') else ''}))")
-                conn.exec_driver_sql(f"INSERT INTO temp.{name} SELECT {', '.join(cols)} FROM main.{name}")
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+            conn.exec_driver_sql(f"CREATE TEMP TABLE {name} (moldable_job_id INTEGER NOT NULL PRIMARY KEY, "
+                                 "start_time INTEGER)")
+            conn.exec_driver_sql(f"INSERT INTO temp.{name} ({cols}) SELECT {cols} FROM main.{name}{kept}")
 
-    def close_scratch_gantt(self) -> None:
-        """Write the rebuilt gantt back by difference, and drop the scratch copy."""
+    def close_gantt(self) -> None:
+        """Write the rebuilt predictions back by difference, drop the scratch table, and delete the resource
+        rows of the moldables neither kept nor placed this round."""
         md = MetaData()
         scratch_schema = "pg_temp" if self.db.dialect == "postgresql" else "temp"
-        for name, cols in GANTT_TABLES:
-            home = self.t[name].to_metadata(md, schema=self._home)
-            scratch = self.t[name].to_metadata(md, schema=scratch_schema)
-            sync_table(self.conn, home, scratch, cols)
-            self.conn.exec_driver_sql(f"DROP TABLE {scratch_schema}.{name}")
+        home = self.t[GANTT_PREDICTIONS].to_metadata(md, schema=self._home)
+        scratch = self.t[GANTT_PREDICTIONS].to_metadata(md, schema=scratch_schema)
+        self._sync_predictions(home, self._predictions(scratch))
+        self.conn.exec_driver_sql(f"DROP TABLE {scratch_schema}.{GANTT_PREDICTIONS}")
+        self._delete_moldables(self.t[GANTT_RESOURCES], self._gone(self.t[GANTT_RESOURCES]))
+
+    def copy_gantt_to_visu(self) -> None:
+        """Make ``gantt_*_visu`` equal to the gantt (OAR3 empties and refills them), writing only the moldables
+        that differ: an unchanged gantt costs reads, not writes."""
+        t = self.t
+        self._sync_predictions(t[GANTT_PREDICTIONS + "_visu"], self._predictions(t[GANTT_PREDICTIONS]))
+        visu = t[GANTT_RESOURCES + "_visu"]
+        self.placed.update(self._runs_in_gantt([m for m in self.kept if m not in self.placed]))
+        self.put_gantt_resources(self.placed, visu)
+        self._delete_moldables(visu, self._gone(visu))
+
+    def put_gantt_resources(self, runs: dict[int, list[tuple[int, int]]], table=None) -> int:
+        """Make each moldable of ``runs`` hold exactly its runs of resource ids in ``table`` (default
+        ``gantt_jobs_resources``), rewriting only the moldables whose rows differ.  Returns the number of
+        rows they should have."""
+        gr = self.t[GANTT_RESOURCES]
+        table = gr if table is None else table
+        if table is gr:
+            self.placed.update(runs)
+        changed = self._differing(table, runs)
+        for i in range(0, len(changed), SYNC_CHUNK):
+            chunk = changed[i:i + SYNC_CHUNK]
+            self.conn.execute(delete(table).where(table.c.moldable_job_id.in_(chunk)))
+            self.db.insert_resource_ranges(self.conn, [(m, lo, hi) for m in chunk for lo, hi in runs[m]],
+                                            table.name)
+        return sum(hi - lo + 1 for rr in runs.values() for lo, hi in rr)
+
+    def put_gantt_job(self, moldable_id: int, start: int, rids) -> None:
+        """A prediction row and exactly the resource rows ``rids``."""
+        self.conn.execute(insert(self.t[GANTT_PREDICTIONS]).values(moldable_job_id=moldable_id, start_time=start))
+        self.put_gantt_resources({moldable_id: id_runs(np.unique(np.asarray(rids, dtype=np.int64)))})
+
+    def _differing(self, table, runs: dict[int, list[tuple[int, int]]]) -> list[int]:
+        """Moldables of ``runs`` whose rows in ``table`` are not exactly their runs, by counting rows over
+        intervals covering all ids: a run must hold one row per id (rows are distinct: the table's primary
+        key), a gap none.  Exact, and each count walks the primary key only over its interval."""
+        intervals = [iv for m, rr in runs.items() for iv in _intervals(m, rr)]
+        if not intervals:
+            return []
+        conn, name = self.conn, table.name
+        count = (f"(SELECT count(*) FROM {name} AS t WHERE t.moldable_job_id = i.mld "
+                 "AND t.resource_id BETWEEN i.lo AND i.hi)")
+        if self.db.dialect == "postgresql":
+            cols = list(zip(*intervals))
+            rows = conn.execute(text(
+                f"SELECT DISTINCT i.mld FROM unnest(CAST(:mld AS INTEGER[]), CAST(:lo AS BIGINT[]), "
+                f"CAST(:hi AS BIGINT[]), CAST(:n AS BIGINT[])) AS i(mld, lo, hi, n) WHERE {count} <> i.n"),
+                {"mld": list(cols[0]), "lo": list(cols[1]), "hi": list(cols[2]), "n": list(cols[3])})
+        else:
+            conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {_INTERVALS} (mld INTEGER, lo INTEGER, "
+                                 "hi INTEGER, n INTEGER)")
+            conn.exec_driver_sql(f"DELETE FROM {_INTERVALS}")
+            conn.exec_driver_sql(f"INSERT INTO {_INTERVALS} VALUES (?, ?, ?, ?)", intervals)
+            rows = conn.exec_driver_sql(f"SELECT DISTINCT i.mld FROM {_INTERVALS} AS i WHERE {count} <> i.n")
+        return sorted(int(r[0]) for r in rows)
+
+    def _gone(self, table) -> list[int]:
+        """Moldables with rows in ``table`` that are neither kept nor placed this round."""
+        alive = set(self.kept) | set(self.placed)
+        return [m for m in _moldables(self.conn, table) if m not in alive]
+
+    def _delete_moldables(self, table, ids: list[int]) -> None:
+        for i in range(0, len(ids), SYNC_CHUNK):
+            self.conn.execute(delete(table).where(table.c.moldable_job_id.in_(ids[i:i + SYNC_CHUNK])))
+
+    def _runs_in_gantt(self, ids: list[int]) -> dict[int, list[tuple[int, int]]]:
+        """The resource rows of the moldables ``ids`` (few: the kept reservations), as runs."""
+        got = self._gantt_resources(ids)
+        return {m: id_runs(np.asarray(got.get(m, []), dtype=np.int64)) for m in ids}
+
+    def _predictions(self, table) -> dict[int, int | None]:
+        return {int(m): s for m, s in self.conn.execute(select(table.c.moldable_job_id, table.c.start_time))}
+
+    def _sync_predictions(self, table, want: dict[int, int | None]) -> None:
+        """Make ``table`` hold exactly the prediction rows ``want`` (moldable -> start), writing only the
+        rows that differ."""
+        have = self._predictions(table)
+        self._delete_moldables(table, sorted(m for m in have if m not in want))
+        changed = sorted(m for m, start in want.items() if m in have and have[m] != start)
+        for m in changed:
+            self.conn.execute(update(table).where(table.c.moldable_job_id == m).values(start_time=want[m]))
+        new = [{"moldable_job_id": m, "start_time": s} for m, s in sorted(want.items()) if m not in have]
+        if new:
+            self.conn.execute(insert(table), new)
 
     def keep_gantt_resources(self, moldable_id: int, rids: list[int]) -> None:
         """Delete the moldable's gantt resource rows except those of ``rids``."""
         gr = self.t["gantt_jobs_resources"]
         self.conn.execute(delete(gr).where(gr.c.moldable_job_id == moldable_id, gr.c.resource_id.not_in(rids)))
+        if moldable_id in self.placed:
+            ids = np.concatenate([np.arange(lo, hi + 1) for lo, hi in self.placed[moldable_id]] or [np.zeros(0, dtype=np.int64)])
+            self.placed[moldable_id] = id_runs(np.intersect1d(ids.astype(np.int64), np.asarray(rids, dtype=np.int64)))
 
     def set_gantt_start(self, moldable_id: int, start: int) -> None:
         gp = self.t["gantt_jobs_predictions"]
@@ -588,40 +694,40 @@ def priority_levels(order: str, resources) -> list[str]:
     return levels
 
 
-GANTT_TABLES = (("gantt_jobs_predictions", ("moldable_job_id", "start_time")),
-                ("gantt_jobs_resources", ("moldable_job_id", "resource_id")))
-
-
-def sync_table(conn: Connection, dst, src, cols) -> None:
-    """Make ``dst`` hold the rows of ``src`` (gantt-shaped: keyed by ``moldable_job_id``), writing only the
-    moldables whose rows differ.  Nothing is written when they are equal.
-
-    Moldables are compared by a signature computed inside the database in one
-    streaming pass over each table (predictions: the start; resources: count,
-    min, max, sum and sum of squares of the resource ids), then the rows of
-    the moldables that differ are replaced.
-    """
-    changed = set(_signatures(conn, src, cols)).symmetric_difference(_signatures(conn, dst, cols))
-    if not changed:
-        return
-    ids = sorted({k[0] for k in changed})
-    for i in range(0, len(ids), SYNC_CHUNK):
-        chunk = ids[i:i + SYNC_CHUNK]
-        conn.execute(delete(dst).where(dst.c.moldable_job_id.in_(chunk)))
-        conn.execute(insert(dst).from_select(list(cols), select(*[src.c[c] for c in cols])
-                                             .where(src.c.moldable_job_id.in_(chunk))))
-
+GANTT_PREDICTIONS, GANTT_RESOURCES = "gantt_jobs_predictions", "gantt_jobs_resources"
+GANTT_PREDICTION_COLUMNS = ("moldable_job_id", "start_time")
 
 SYNC_CHUNK = 5000
 
+_INTERVALS = "temp.oarsched_gantt_intervals"
 
-def _signatures(conn: Connection, table, cols) -> list[tuple]:
-    if cols[1] != "resource_id":
-        return [tuple(r) for r in conn.execute(select(table.c.moldable_job_id, table.c[cols[1]]))]
-    rid = cast(table.c.resource_id, BigInteger)  # squares overflow PostgreSQL's INTEGER past id 46340
-    stmt = select(table.c.moldable_job_id, func.count(), func.min(rid), func.max(rid), func.sum(rid),
-                  func.sum(rid * rid)).group_by(table.c.moldable_job_id)
-    return [tuple(r) for r in conn.execute(stmt)]
+ID_MIN, ID_MAX = -(2**31), 2**31 - 1
+"""The range of an INTEGER column (resource ids)."""
+
+
+def _intervals(moldable_id: int, runs: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+    """``(moldable, lo, hi, rows expected)`` over all ids: each run full, each gap around them empty."""
+    out = []
+    prev = ID_MIN
+    for lo, hi in runs:
+        if lo > prev:
+            out.append((moldable_id, prev, lo - 1, 0))
+        out.append((moldable_id, lo, hi, hi - lo + 1))
+        prev = hi + 1
+    if prev <= ID_MAX:
+        out.append((moldable_id, prev, ID_MAX, 0))
+    return out
+
+
+def _moldables(conn: Connection, table) -> list[int]:
+    """The distinct moldable ids of a gantt-shaped table, hopping along its primary key (one index probe per
+    moldable, not a scan of its rows)."""
+    name = table.name
+    rows = conn.exec_driver_sql(
+        f"WITH RECURSIVE d(m) AS (SELECT min(moldable_job_id) FROM {name} UNION ALL "
+        f"SELECT (SELECT min(moldable_job_id) FROM {name} WHERE moldable_job_id > d.m) FROM d WHERE d.m IS NOT NULL) "
+        "SELECT m FROM d WHERE m IS NOT NULL")
+    return [int(r[0]) for r in rows]
 
 
 def _info(r) -> JobInfo:
