@@ -51,8 +51,12 @@ every queue:
   With ``requeue_besteffort=True``, or for a job of type ``idempotent`` (OAR
   resubmits those), the preempted job goes back to its queue with its
   original submit time (its record counts the ``preemptions``; every run is
-  kept in :attr:`SimulationResult.runs`).  Workload jobs are not
-  checkpointable: a besteffort job is killed, never only signalled.
+  kept in :attr:`SimulationResult.runs`).  Known limit: it keeps its id,
+  so FIFO puts it back at the head of its queue (OAR3's resubmission is a
+  new job, behind the others); with a kill duration it can then be killed
+  and restarted before the same job again and again, and the simulation
+  does not end.  Workload jobs are not checkpointable: a besteffort job is
+  killed, never only signalled.
 * **What changed when the simulator took kao's round** (the old simulator
   had rules of its own): queues of equal priority were scheduled one after
   the other, now together; a reservation was accepted at its submission
