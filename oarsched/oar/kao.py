@@ -73,6 +73,7 @@ from oarsched.oar.metadb import NOT_WAITING_STATES, JobInfo, MetaDb, priority_le
 from oarsched.oar.notify import Endpoints, NodeCommands, Outbox, TcpMessage, send_all
 from oarsched.oar.readers import read_platform
 from oarsched.oar.round_support import fail, first_line, guarded_select, quota_state, round_locked
+from oarsched.oar.shell import run_shell
 from oarsched.oar.user_notify import (
     ERROR_TEXT,
     RUNNING_TEXT,
@@ -495,16 +496,11 @@ def extra_metasched_hook(config: OarConfig):
 
 def _resume_script_failure(config: OarConfig, job_id: int) -> str | None:
     """Run ``JUST_BEFORE_RESUME_EXEC_FILE <id>``: None when it succeeds (or none is set), else why not."""
-    import subprocess
-
     script = str(config.get("JUST_BEFORE_RESUME_EXEC_FILE", "") or "")
     if not script:
         return None
-    timeout = float(config.get("SUSPEND_RESUME_SCRIPT_TIMEOUT", 60) or 60)
-    try:
-        code = subprocess.run(f"{script} {job_id}", shell=True, timeout=timeout, check=False,
-                              capture_output=True).returncode
-    except subprocess.TimeoutExpired:
+    code = run_shell(f"{script} {job_id}", float(config.get("SUSPEND_RESUME_SCRIPT_TIMEOUT", 60) or 60)).code
+    if code is None:
         return "Suspend script timeouted"
     return None if code == 0 else f"[{job_id}] Suspend script error, return code = {code}"
 

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from oarsched.oar.shell import run_shell
 from oarsched.oar.user_notify import UserNotification
 
 log = logging.getLogger("oarsched.kao.notify")
@@ -180,17 +181,14 @@ def switch_nodes(nodes: NodeCommands) -> list[str]:
 
 def feed_stdin(cmd: str, lines: list[str], timeout: float) -> str | None:
     """Run ``cmd`` (shell) with one line per node on its stdin; None when it exits 0 in time."""
-    import subprocess
-
     if not cmd:
         return "no command configured"
     try:
-        proc = subprocess.run(cmd, shell=True, input="".join(f"{x}\n" for x in lines), text=True,
-                              capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return f"timed out after {timeout:g}s"
+        run = run_shell(cmd, timeout, "".join(f"{x}\n" for x in lines))
     except OSError as exc:
         return str(exc)
-    if proc.returncode != 0:
-        return f"exit status {proc.returncode}: {proc.stderr.strip()[-200:]}"
+    if run.code is None:
+        return f"timed out after {timeout:g}s"
+    if run.code != 0:
+        return f"exit status {run.code}: {run.stderr.strip()[-200:]}"
     return None

@@ -17,15 +17,14 @@ failure is logged, never fatal; a command's outcome is an event
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shlex
-import signal
 import socket
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from oarsched.oar.shell import run_shell
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -190,17 +189,13 @@ def command_line(note: UserNotification, how: Delivery) -> str:
 
 
 def run_command(note: UserNotification, how: Delivery) -> ExecOutcome:
-    """Run the notification command (its whole process group killed at the timeout)."""
+    """Run the notification command."""
     cmd = command_line(note, how)
     try:
-        proc = subprocess.Popen(cmd, shell=True, stdin=subprocess.DEVNULL, start_new_session=True)
+        code = run_shell(cmd, how.ssh_timeout).code
     except OSError as exc:
         return ExecOutcome(note.job_id, "USER_EXEC_NOTIFICATION_ERROR", f"User notification failed: {exc} (cmd: {cmd})")
-    try:
-        code = proc.wait(timeout=how.ssh_timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    if code is None:
         return ExecOutcome(note.job_id, "USER_EXEC_NOTIFICATION_ERROR",
                            f"User notification failed: ssh timeout (cmd: {cmd})")
     if code != 0:
