@@ -78,6 +78,36 @@ class MetaRound:
         occupy(self.round.slot_sets["default"], self.search.occupation(job, start, w, res), self.search.quotas)
 
 
+    def decide_reservation(self, job: Job, start: int) -> ReservationVerdict:
+        """A new reservation asked for ``start``: too old (its whole walltime is past), refused (no room),
+        or accepted, then holding its resources in the shared slot sets.  A start in the past moves to now."""
+        if self.now >= start + int(job.moldables[0].walltime or 0) + self.search.options.job_security_time:
+            return ReservationVerdict(start, TOO_OLD)
+        start = max(start, self.now)
+        fit = self.fit_reservation(job, start)
+        if fit is None:
+            return ReservationVerdict(start, CANNOT_RUN)
+        mld_id, w, res = fit
+        self.occupy_reservation(job, start, w, res)
+        return ReservationVerdict(start, None, mld_id, w, res)
+
+
+TOO_OLD = "Reservation too old"
+CANNOT_RUN = "This advance reservation cannot run"
+
+
+@dataclass(frozen=True)
+class ReservationVerdict:
+    """What a meta round decides for a new reservation (:meth:`MetaRound.decide_reservation`)."""
+
+    start: int
+    refusal: str | None
+    """``TOO_OLD`` or ``CANNOT_RUN``; None when accepted."""
+    moldable_id: int = 0
+    walltime: int = 0
+    resources: np.ndarray | None = None
+
+
 # -- jobs whose start has come ----------------------------------------------------------------
 
 @dataclass
@@ -402,25 +432,19 @@ class MemoryRound:
                 ar.resources = list(status.kept_rids)
 
     def check_new_reservations(self, queue: str) -> None:
-        sec = self.search.options.job_security_time
         d = self.decisions
         for job, start in sorted(self.state.new_reservations.get(queue, ()), key=lambda js: js[0].id):
-            if self.now >= start + int(job.moldables[0].walltime or 0) + sec:
-                d.refused[job.id] = "Reservation too old"
-                continue
-            start = max(start, self.now)
             try:
-                fit = self.meta.fit_reservation(job, start)
+                v = self.meta.decide_reservation(job, start)
             except OarschedError as exc:  # a malformed job is refused, not fatal
                 d.refused[job.id] = str(exc)
                 continue
-            if fit is None:
-                d.refused[job.id] = "This advance reservation cannot run"
+            if v.refusal is not None or v.resources is None:
+                d.refused[job.id] = v.refusal or CANNOT_RUN
                 continue
-            mld_id, w, res = fit
-            self.meta.occupy_reservation(job, start, w, res)
-            rids = self.search.platform.rids[bitset.to_indices(res)]
-            d.accepted[job.id] = GanttJob(job.id, mld_id, start, w, sorted(int(r) for r in rids), "Scheduled")
+            rids = self.search.platform.rids[bitset.to_indices(v.resources)]
+            d.accepted[job.id] = GanttJob(job.id, v.moldable_id, v.start, v.walltime,
+                                          sorted(int(r) for r in rids), "Scheduled")
 
     def launch_candidates(self) -> list[GanttJob]:
         by = self.now + self.state.kill_duration

@@ -43,9 +43,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from oarsched.engine.constraints import GroupConstraints
 from oarsched.engine.meta import (
+    CANNOT_RUN,
     EXIT_BESTEFFORT_KILL,
     EXIT_OK,
     EXIT_RESERVATION_NOW,
+    TOO_OLD,
     BesteffortJob,
     GanttJob,
     MetaRound,
@@ -242,28 +244,23 @@ class KaoRound:
         quotas_on = self.search.quotas is not None
         for job in rows.jobs:
             info = infos[job.id]
-            mld = job.moldables[0]
-            w = int(mld.walltime or 0) + self.sec
-            start = info.start_time
-            if self.now >= start + w:
-                mdb.set_message(job.id, "Reservation too old")
+            v = meta.decide_reservation(job, info.start_time)
+            if v.refusal == TOO_OLD:
+                mdb.set_message(job.id, TOO_OLD)
                 mdb.set_job_state(job.id, "toError")
                 self.result.refused.append(job.id)
                 continue
-            if start < self.now:
-                start = self.now
-                mdb.update_job(job.id, start_time=start)
-            fit = meta.fit_reservation(job, start)
-            if fit is None:
+            if v.start != info.start_time:
+                mdb.update_job(job.id, start_time=v.start)
+            if v.refusal is not None or v.resources is None:
                 if quotas_on:
                     mdb.set_job_state(job.id, "toError")
                     mdb.set_message(job.id, "This advance reservation cannot run due to quotas")
                 mdb.set_job_state(job.id, "toError")
-                mdb.update_job(job.id, message="This advance reservation cannot run", reservation="Scheduled")
+                mdb.update_job(job.id, message=CANNOT_RUN, reservation="Scheduled")
                 self.result.refused.append(job.id)
                 continue
-            mld_id, w, res = fit
-            meta.occupy_reservation(job, start, w, res)
+            mld_id, start, w, res = v.moldable_id, v.start, v.walltime, v.resources
             mdb.set_job_state(job.id, "toAckReservation")
             mdb.update_job(job.id, reservation="Scheduled")
             self._save_reservation(job, info, mld_id, start, w, res)
