@@ -89,13 +89,14 @@ def test_simulation_chart(tmp_path):
     assert Counter(j.kind for j in chart.jobs) == {"preempted": 1, "besteffort": 1, "completed": 1, "killed": 1,
                                                    "reservation": 1}
     path = draw_gantt(chart, tmp_path / "sim.svg")
-    assert boxes_by_job(path) == {1: 2, 2: 1, 3: 1, 4: 1}  # job 1 ran twice
+    assert boxes_by_job(path) == {1: 1, 2: 1, 3: 1, 4: 1, 5: 1}  # job 1 ran, then its resubmission 5
     assert "now" not in svg_ids(path)
     words = texts(path)
     assert {"besteffort, preempted", "killed at walltime", "advance reservation"} <= set(words)
-    # 2 and 4 ended by 750; the reservation runs at 2000; besteffort job 1 restarts after it
+    # 2 and 4 ended by 750; the reservation runs at 2000; besteffort job 1's resubmission 5 runs after it
     window = gantt_from_simulation(result, start=1500, end=3000)
-    assert sorted(j.id for j in window.jobs) == [1, 3]
+    assert sorted(j.id for j in window.jobs) == [3, 5]
+    assert next(j.request for j in window.jobs if j.id == 5) == "core=8"  # its workload job's request
 
 
 def test_records_without_platform_use_flat_rows(tmp_path):

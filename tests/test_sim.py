@@ -100,18 +100,30 @@ def test_besteffort_preempted_by_a_default_job(two_nodes):
 
 
 def test_besteffort_requeued(two_nodes):
+    """Requeued as OAR3 resubmits: a new job (the next id), the preempted job's submission time."""
     jobs = [W(1, 0, 1000, 2000, "core=8", queue="besteffort"), W(2, 100, 50, 60, "core=4")]
     result = simulate(jobs, two_nodes, requeue_besteffort=True)
-    assert outcome(result) == {1: ("completed", 150, 1150), 2: ("completed", 100, 150)}
-    assert [(r.job_id, r.start, r.end, r.outcome) for r in result.runs if r.job_id == 1] == [
-        (1, 0, 100, "preempted"), (1, 150, 1150, "completed")]
+    assert outcome(result) == {1: ("preempted", 0, 100), 2: ("completed", 100, 150), 3: ("completed", 150, 1150)}
+    assert [(r.job_id, r.start, r.end, r.outcome) for r in result.runs if r.job_id != 2] == [
+        (1, 0, 100, "preempted"), (3, 150, 1150, "completed")]
+    first, again = result.record(1), result.record(3)
+    assert (first.resubmitted_as, first.resubmit_of, again.resubmit_of, again.resubmitted_as) == (3, None, 1, None)
+    assert "by job 2, resubmitted as job 3" in first.reason
+    assert (again.submit, again.queue, again.besteffort, again.preemptions) == (0, "besteffort", True, 1)
+    assert result.chain(1) == [first, again] and result.workload_job(3) is jobs[0]
+    m = result.metrics()
+    assert (m.jobs, m.completed, m.preempted, m.started) == (2, 2, 0, 2)  # job 1 counts once, by its resubmission
+    assert m.mean_wait == pytest.approx((150 + 0) / 2)  # from the workload job's submission to its last start
     # the preempted run counts in the utilization
-    assert result.metrics().utilization == pytest.approx((8 * 100 + 4 * 50 + 8 * 1000) / (8 * 1150))
+    assert m.utilization == pytest.approx((8 * 100 + 4 * 50 + 8 * 1000) / (8 * 1150))
+    assert result.check() == []
 
 
 def test_idempotent_besteffort_is_requeued(two_nodes):
     jobs = [W(1, 0, 1000, 2000, "core=8", queue="besteffort", types=["idempotent"]), W(2, 100, 50, 60, "core=4")]
-    assert outcome(simulate(jobs, two_nodes))[1] == ("completed", 150, 1150)
+    result = simulate(jobs, two_nodes)
+    assert outcome(result)[3] == ("completed", 150, 1150) and result.record(3).resubmit_of == 1
+    assert "idempotent" in result.workload_job(3).types
 
 
 def test_besteffort_does_not_delay_other_queues(two_nodes):
@@ -150,7 +162,7 @@ def test_besteffort_killed_the_kill_duration_before_a_reservation(two_nodes, req
     result = simulate(jobs, two_nodes, config=config, requeue_besteffort=requeue)
     assert [(r.job_id, r.start, r.end, r.outcome) for r in result.runs][:2] == [
         (1, 0, 200, "preempted"), (2, 300, 400, "completed")]
-    assert result.record(1).start == (400 if requeue else 0)
+    assert result.chain(1)[-1].start == (400 if requeue else 0)
 
 
 def test_queues_of_equal_priority_are_one_group(two_nodes):

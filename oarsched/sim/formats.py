@@ -82,10 +82,9 @@ def requested_resources(request: str) -> int:
 
 
 def _job_rows(result, workload_name: str):
-    specs = {j.id: j for j in result.workload.jobs}
     roid_of = result.platform.roid_of
     for r in result.records:
-        spec = specs.get(r.id)
+        spec = _spec(result, r.id)
         asked = requested_resources(spec.request) if spec is not None else 0
         requested = len(r.resources) if r.start is not None else asked
         ran = r.start is not None and r.end is not None
@@ -152,9 +151,16 @@ def write_batsim_schedule(result, path: str | os.PathLike[str], simulation_time:
     return target
 
 
+def _spec(result, job_id: int):
+    """The workload job a record runs (a resubmission's is the job it resubmits); None when unknown."""
+    try:
+        return result.workload_job(job_id)
+    except KeyError:
+        return None
+
+
 def write_swf(result, path: str | os.PathLike[str]) -> str:
     """Write the simulated run as an SWF trace (actual wait and run times; users and queues numbered)."""
-    specs = {j.id: j for j in result.workload.jobs}
     users = _numbering(r.user for r in result.records)
     queues = _numbering(r.queue for r in result.records)
     records: list[JobRecord] = sorted(result.records, key=lambda r: (r.submit, r.id))
@@ -167,7 +173,7 @@ def write_swf(result, path: str | os.PathLike[str]) -> str:
                  + ", ".join(f"{n}={name or '-'}" for name, n in users.items()) + " / "
                  + ", ".join(f"{n}={name}" for name, n in queues.items()) + "\n")
         for r in records:
-            spec = specs.get(r.id)
+            spec = _spec(result, r.id)
             asked = requested_resources(spec.request) if spec is not None else len(r.resources)
             ran = r.start is not None and r.end is not None
             fields = [r.id, r.submit, r.start - r.submit if ran else -1, r.end - r.start if ran else -1,  # type: ignore[operator]  # ran: start and end are set

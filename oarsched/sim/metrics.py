@@ -1,6 +1,12 @@
 """Scheduling metrics of a simulation, and the side-by-side comparison of two runs.
 
-Definitions (``wait = start - submit``, ``run = end - start``, times in seconds):
+Definitions (``wait = start - submit``, ``run = end - start``, times in seconds).
+A job is a **workload job**: a besteffort job preempted and resubmitted (see
+:mod:`oarsched.sim.records`) is a chain of records, and its figures are its
+last record's -- whose ``submit`` is the workload job's, as OAR3 copies the
+submission time to the resubmission: its wait runs from the workload job's
+submission to the start of its last run --; every run of the chain counts in
+the busy time.
 
 * **wait** statistics (mean, median, 95th percentile -- linear interpolation,
   as :func:`numpy.percentile` --, max) are taken over the jobs that started,
@@ -18,6 +24,8 @@ Definitions (``wait = start - submit``, ``run = end - start``, times in seconds)
   ``resources`` is the number of schedulable resources -- at most 1 since jobs
   never share a resource (timesharing jobs excepted);
 * **jobs per hour**: jobs that ended (completed, killed or preempted) per hour of makespan;
+* **status counts** (``completed``, ``preempted``...): each workload job's final status
+  (a job preempted then resubmitted counts as its resubmission ends);
 * **per group** (:func:`group_metrics`, ``Metrics.by_user`` / ``by_queue``):
   jobs, mean wait, mean stretch (the slowdown) and mean bounded slowdown of
   each user or queue;
@@ -25,7 +33,8 @@ Definitions (``wait = start - submit``, ``run = end - start``, times in seconds)
   bounded slowdowns -- 1 when every user is slowed down alike, ``1/n`` when
   one user bears it all (1 with a single user);
 * **over time** (:func:`timeline`): utilization and queue length (jobs
-  submitted and not yet started) as step functions of time.
+  submitted and not yet started; a resubmission is queued from its
+  predecessor's preemption) as step functions of time.
 """
 from __future__ import annotations
 
@@ -35,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from oarsched.sim.records import JobRecord, Run
+from oarsched.sim.records import JobRecord, Run, final_records, workload_ids
 
 __all__ = ["DEFAULT_BOUND", "Comparison", "GroupMetrics", "Metrics", "Timeline", "compare", "compute_metrics",
            "group_metrics", "jain_index", "timeline"]
@@ -111,9 +120,9 @@ def format_groups(title: str, groups: dict[str, GroupMetrics]) -> str:
 
 
 def group_metrics(records: Sequence[JobRecord], key: str, bound: int = DEFAULT_BOUND) -> dict[str, GroupMetrics]:
-    """Per-group figures, grouping records by ``key`` (``"user"`` or ``"queue"``)."""
+    """Per-group figures of the workload jobs, grouping records by ``key`` (``"user"`` or ``"queue"``)."""
     grouped: dict[str, list[tuple[float, float, float]]] = {}
-    for r in records:
+    for r in final_records(records):
         if r.start is None or r.end is None or r.reservation:
             continue
         run = r.end - r.start
@@ -167,10 +176,13 @@ def timeline(records: Sequence[JobRecord], resources: int, runs: Iterable[Run] |
         busy[run.start] = busy.get(run.start, 0) + len(run.resources)
         busy[run.end] = busy.get(run.end, 0) - len(run.resources)
     queued: dict[int, int] = {}
+    preempted_at = {r.id: r.end for r in records if r.resubmitted_as is not None}
     for r in records:
         if r.status == "rejected":
             continue
-        queued[r.submit] = queued.get(r.submit, 0) + 1
+        since = preempted_at.get(r.resubmit_of) if r.resubmit_of is not None else None
+        queued_at = r.submit if since is None else since
+        queued[queued_at] = queued.get(queued_at, 0) + 1
         if r.start is not None:
             queued[r.start] = queued.get(r.start, 0) - 1
     times = np.array(sorted(busy.keys() | queued.keys()), dtype=np.int64)
@@ -184,15 +196,16 @@ def compute_metrics(records: Sequence[JobRecord], resources: int, *, runs: Itera
     """Metrics of ``records`` on a platform of ``resources`` schedulable resources.
 
     ``runs`` (every stretch a job held resources) gives the exact busy time;
-    without them each record's last run is used (preempted-then-requeued
-    besteffort runs are then missed).
+    without them each record's run is used (the same, but for the runs still
+    going at the ``until`` limit).
     """
     if resources <= 0:
         raise ValueError(f"resources must be positive, got {resources}")
     if bound <= 0:
         raise ValueError(f"the bounded-slowdown threshold must be positive, got {bound}")
-    count = _count_statuses(records)
-    batch = [r for r in records if r.start is not None and not r.reservation]
+    jobs = final_records(records)
+    count = _count_statuses(jobs)
+    batch = [r for r in jobs if r.start is not None and not r.reservation]
     waits = np.array([r.start - r.submit for r in batch if r.start is not None], dtype=float)
     spans = [(r.end - r.submit, r.end - r.start) for r in batch if r.start is not None and r.end is not None]
     turnaround = np.array([t for t, _ in spans], dtype=float)
@@ -202,12 +215,12 @@ def compute_metrics(records: Sequence[JobRecord], resources: int, *, runs: Itera
     makespan = _makespan(records)
     if runs is None:
         runs = [Run(r.id, r.start, r.end, tuple(r.resources), r.status) for r in records
-                if r.start is not None and r.end is not None]  # the last run of each record
+                if r.start is not None and r.end is not None]
     busy = sum((run.end - run.start) * len(run.resources) for run in runs)
     finished = count["completed"] + count["killed"] + count["preempted"]
-    by_user = group_metrics(records, "user", bound)
+    by_user = group_metrics(jobs, "user", bound)
     return Metrics(
-        jobs=len(records), started=sum(1 for r in records if r.start is not None), **count,
+        jobs=len(jobs), started=sum(1 for r in jobs if r.start is not None), **count,
         mean_wait=_stat(np.mean, waits), median_wait=_stat(np.median, waits),
         p95_wait=_stat(lambda a: np.percentile(a, 95), waits), max_wait=_stat(np.max, waits),
         mean_slowdown=_stat(np.mean, slowdown), mean_bounded_slowdown=_stat(np.mean, bounded),
@@ -215,8 +228,14 @@ def compute_metrics(records: Sequence[JobRecord], resources: int, *, runs: Itera
         utilization=busy / (resources * makespan) if makespan > 0 else 0.0,
         makespan=makespan, jobs_per_hour=finished * 3600.0 / makespan if makespan > 0 else 0.0,
         resources=resources, bound=bound, fairness=jain_index(g.mean_bounded_slowdown for g in by_user.values()),
-        by_user=by_user, by_queue=group_metrics(records, "queue", bound),
+        by_user=by_user, by_queue=group_metrics(jobs, "queue", bound),
     )
+
+
+def _final_starts(records: Sequence[JobRecord]) -> dict[int, int]:
+    """``{workload id: start of its last run}`` of the workload jobs that started."""
+    origin = workload_ids(records)
+    return {origin[r.id]: r.start for r in final_records(records) if r.start is not None}
 
 
 def _count_statuses(records: Sequence[JobRecord]) -> dict[str, int]:
@@ -284,9 +303,9 @@ def compare(a: Sequence[JobRecord], b: Sequence[JobRecord], resources: int, *,
     """Compare two runs of (usually) the same workload on ``resources`` resources.
 
     ``resources_b``: the size of B's platform when it differs (utilization of B).
+    Jobs are matched by workload id, and a resubmitted job's start is its last run's.
     """
-    starts_a = {r.id: r.start for r in a if r.start is not None}
-    starts_b = {r.id: r.start for r in b if r.start is not None}
+    starts_a, starts_b = _final_starts(a), _final_starts(b)
     common = starts_a.keys() & starts_b.keys()
     return Comparison(
         a=compute_metrics(a, resources, runs=runs_a, bound=bound),

@@ -1,8 +1,21 @@
 """What happened to each job of a simulation, and how it is saved (CSV or JSON).
 
-A :class:`JobRecord` is the final outcome of one job; a :class:`Run` is one
-stretch of time a job held resources (a besteffort job that is preempted
-and requeued has several runs, every other job at most one).
+A :class:`JobRecord` is the final outcome of one job id; a :class:`Run` is one
+stretch of time a job held resources (every job id has at most one run).
+
+**Resubmissions.**  A besteffort job preempted and requeued (the simulator's
+``requeue_besteffort``, or a job of type ``idempotent``) is resubmitted as
+OAR3's bipbip does it: a **new job**, of a new id (after every workload id and
+every id issued before), with the same request, walltime, run time, queue and
+types, and the **submission time of the job it resubmits** (OAR3's copy keeps
+``submission_time``).  The preempted job's record ends there (status
+``preempted``, ``resubmitted_as`` its resubmission's id); the resubmission's
+record has ``resubmit_of`` (OAR3's ``resubmit_job_id``: the id it resubmits)
+and its own run.  A workload job is thus a chain of records, whose last one
+(no ``resubmitted_as``) holds its outcome: :func:`final_records` keeps those
+and :func:`workload_ids` names each record's workload job.  Since a
+resubmission keeps the submission time, its ``wait`` is counted from the
+workload job's submission (what OAR3's database shows for it).
 
 Statuses:
 
@@ -11,8 +24,8 @@ Statuses:
 ``killed``
     reached its walltime before the end of its run time and was killed there;
 ``preempted``
-    a besteffort job killed because a job of another queue started on its
-    resources (and not requeued);
+    a besteffort job killed because a job started on its resources
+    (``resubmitted_as`` names its resubmission when it was requeued);
 ``rejected``
     never queued: an advance reservation whose slot was not free at
     submission, a job that does not fit the platform even empty, or a job
@@ -27,7 +40,13 @@ CSV columns (JSON keys are the same; ``resources`` is a list in JSON and
 ``1-8,17``-style ranges in CSV; empty cells mean "none")::
 
     id,user,queue,submit,start,end,wait,run,walltime,nb_resources,resources,
-    status,killed,reservation,besteffort,preemptions,reason
+    status,killed,reservation,besteffort,preemptions,reason,resubmit_of,resubmitted_as
+
+``preemptions`` counts the preemptions of the workload job up to this record
+(a resubmission's count includes those of the jobs it resubmits: the last
+record of a chain has the total).  ``resubmit_of`` and ``resubmitted_as`` are
+empty for a job that is no resubmission / was not resubmitted.  Files written
+before these two columns existed read as records without resubmissions.
 """
 from __future__ import annotations
 
@@ -41,13 +60,14 @@ from typing import Any
 
 from oarsched.errors import OarschedError
 
-__all__ = ["COLUMNS", "STATUSES", "JobRecord", "RecordJournal", "RecordsError", "Run", "format_ranges",
-           "parse_ranges", "read_records", "write_records"]
+__all__ = ["COLUMNS", "STATUSES", "JobRecord", "RecordJournal", "RecordsError", "Run", "final_records",
+           "format_ranges", "parse_ranges", "read_records", "workload_ids", "write_records"]
 
 STATUSES = ("completed", "killed", "preempted", "rejected", "not_started", "running")
 
 COLUMNS = ("id", "user", "queue", "submit", "start", "end", "wait", "run", "walltime", "nb_resources",
-           "resources", "status", "killed", "reservation", "besteffort", "preemptions", "reason")
+           "resources", "status", "killed", "reservation", "besteffort", "preemptions", "reason",
+           "resubmit_of", "resubmitted_as")
 
 
 class RecordsError(OarschedError):
@@ -71,6 +91,10 @@ class JobRecord:
     besteffort: bool = False
     preemptions: int = 0
     reason: str = ""
+    resubmit_of: int | None = None
+    """The id of the job this one resubmits (OAR3's ``resubmit_job_id``); None for a workload job."""
+    resubmitted_as: int | None = None
+    """The id of this job's resubmission; None when it was not resubmitted (the last record of its chain)."""
 
     @property
     def wait(self) -> int | None:
@@ -101,7 +125,8 @@ class JobRecord:
                 "start": self.start, "end": self.end, "wait": self.wait, "run": self.run,
                 "walltime": self.walltime, "nb_resources": self.nb_resources, "resources": list(self.resources),
                 "status": self.status, "killed": self.killed, "reservation": self.reservation,
-                "besteffort": self.besteffort, "preemptions": self.preemptions, "reason": self.reason}
+                "besteffort": self.besteffort, "preemptions": self.preemptions, "reason": self.reason,
+                "resubmit_of": self.resubmit_of, "resubmitted_as": self.resubmitted_as}
 
 
 @dataclass(frozen=True)
@@ -113,6 +138,26 @@ class Run:
     end: int
     resources: tuple[int, ...]
     outcome: str
+
+
+def final_records(records: Iterable[JobRecord]) -> list[JobRecord]:
+    """The last record of each workload job: the records not resubmitted (see the module docstring)."""
+    return [r for r in records if r.resubmitted_as is None]
+
+
+def workload_ids(records: Iterable[JobRecord]) -> dict[int, int]:
+    """``{record id: id of the workload job it resubmits}`` (a workload job's record maps to itself)."""
+    of = {r.id: r.resubmit_of for r in records}
+    out: dict[int, int] = {}
+    for job_id in of:
+        root = job_id
+        for _ in range(len(of)):  # bounded: a malformed file's cycle ends
+            parent = of.get(root)
+            if parent is None:
+                break
+            root = parent
+        out[job_id] = root
+    return out
 
 
 # ------------------------------------------------------------------------- ranges
@@ -261,4 +306,5 @@ def _record(source: str, where: str, item: Any) -> JobRecord:
         user=str(item.get("user") or ""), queue=str(item.get("queue") or "default"),
         reservation=flag("reservation"), besteffort=flag("besteffort"),
         preemptions=optional("preemptions") or 0, reason=str(item.get("reason") or ""),
+        resubmit_of=optional("resubmit_of"), resubmitted_as=optional("resubmitted_as"),
     )

@@ -48,15 +48,27 @@ every queue:
   besteffort jobs (status ``preempted``, in OAR3's order) and launches
   nothing (kao's exit 2); the killed jobs' resources are free at once and
   the simulation runs the next round at the same instant, which launches.
-  With ``requeue_besteffort=True``, or for a job of type ``idempotent`` (OAR
-  resubmits those), the preempted job goes back to its queue with its
-  original submit time (its record counts the ``preemptions``; every run is
-  kept in :attr:`SimulationResult.runs`).  Known limit: it keeps its id,
-  so FIFO puts it back at the head of its queue (OAR3's resubmission is a
-  new job, behind the others); with a kill duration it can then be killed
-  and restarted before the same job again and again, and the simulation
-  does not end.  Workload jobs are not checkpointable: a besteffort job is
-  killed, never only signalled.
+  With ``requeue_besteffort=True``, or for a job of type ``idempotent``, the
+  preempted job is resubmitted as OAR3's bipbip resubmits a besteffort
+  idempotent job Leon killed: a **new job** with a new id (after every
+  workload id and every id issued before: FIFO puts it behind the jobs
+  waiting), the same request, walltime, run time, queue and types, and the
+  preempted job's submission time (OAR3's copy keeps ``submission_time``);
+  the preempted job ends ``preempted``.  Records link the two
+  (``resubmitted_as``, ``resubmit_of``: see :mod:`oarsched.sim.records`),
+  each run belongs to the id that ran it, and the metrics count a workload
+  job once, by the last record of its chain.  A job depending on the
+  preempted one depends on its resubmission (OAR3 moves the dependencies
+  of the jobs already submitted; a workload's dependencies name workload
+  jobs, so the simulator moves every one).  Workload jobs are not
+  checkpointable: a besteffort job is killed, never only signalled.
+  OAR3 resubmits without limit, and with a kill duration two besteffort
+  jobs can kill each other's resubmissions without end (a job planned
+  within the kill duration kills the besteffort job in its way, even a
+  besteffort job that will have ended by then: OAR3's rule, kept), so a
+  simulation must bound it: a workload job is resubmitted at most
+  ``max_resubmissions`` times (default :data:`MAX_RESUBMISSIONS`); preempted
+  once more, it ends ``preempted`` (its reason says so).
 * **What changed when the simulator took kao's round** (the old simulator
   had rules of its own): queues of equal priority were scheduled one after
   the other, now together; a reservation was accepted at its submission
@@ -96,11 +108,13 @@ every queue:
 """
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -129,10 +143,11 @@ from oarsched.model.platform import Platform
 from oarsched.oar.config import OarConfig
 from oarsched.policies.sorting import AccountingRow, needs_accounting
 from oarsched.sim.metrics import DEFAULT_BOUND, Comparison, Metrics, compare, compute_metrics
-from oarsched.sim.records import JobRecord, Run, write_records
+from oarsched.sim.records import JobRecord, Run, workload_ids, write_records
 from oarsched.sim.workload import Workload, WorkloadJob, load_workload
 
-__all__ = ["BACKFILLING", "DEFAULT_QUEUES", "SimulationResult", "Simulator", "simulate"]
+__all__ = ["BACKFILLING", "CHECKPOINT_FORMAT", "DEFAULT_QUEUES", "MAX_RESUBMISSIONS", "SimulationResult", "Simulator",
+           "simulate"]
 
 log = logging.getLogger("oarsched.sim")
 
@@ -146,6 +161,13 @@ BACKFILLING = ("conservative", "easy")
 
 Progress = Callable[[int, int], None]
 """``progress(jobs_done, jobs_total)``, called after each instant of simulated time."""
+
+MAX_RESUBMISSIONS = 10
+"""Resubmissions of one workload job a simulation allows by default (OAR3 has no limit; see the module docstring)."""
+
+CHECKPOINT_FORMAT = 2
+"""Version of the checkpoint's content (bumped when the saved run's state changes shape).
+2: resubmitted besteffort jobs are new jobs; the checkpoint starts with a header naming the format."""
 
 # event kinds, in the order they are handled within one instant
 _END, _SUBMIT, _REQUEUE, _AR_START, _TICK, _WAKE = range(6)
@@ -182,6 +204,26 @@ class SimulationResult:
                 return r
         raise KeyError(job_id)
 
+    def chain(self, workload_id: int) -> list[JobRecord]:
+        """A workload job's records: its own, then its resubmissions in order (the last holds its outcome)."""
+        out = [self.record(workload_id)]
+        while out[-1].resubmitted_as is not None:
+            out.append(self.record(out[-1].resubmitted_as))
+        return out
+
+    @cached_property
+    def _workload_ids(self) -> dict[int, int]:
+        return workload_ids(self.records)
+
+    @cached_property
+    def _specs(self) -> dict[int, WorkloadJob]:
+        return {j.id: j for j in self.workload.jobs}
+
+    def workload_job(self, job_id: int) -> WorkloadJob:
+        """The workload job a job id runs: its own, or for a resubmission the one it resubmits (KeyError for
+        an unknown id)."""
+        return self._specs[self._workload_ids.get(job_id, job_id)]
+
     def metrics(self, bound: int = DEFAULT_BOUND) -> Metrics:
         """Wait, slowdown, utilization... (see :mod:`oarsched.sim.metrics`)."""
         return compute_metrics(self.records, self.resources, runs=self.runs, bound=bound)
@@ -213,7 +255,6 @@ class SimulationResult:
         from oarsched.engine.checks import overlaps
         from oarsched.engine.scheduler import ScheduleResult
 
-        specs = {j.id: j for j in self.workload.jobs}
         problems = []
         for r in self.records:
             if r.start is not None and r.start < r.submit:
@@ -222,7 +263,7 @@ class SimulationResult:
                 problems.append(f"job {r.id} ends at {r.end} before its start at {r.start}")
         spans = []
         for run in self.runs:
-            spec = specs[run.job_id]
+            spec = self.workload_job(run.job_id)
             unknown = [rid for rid in run.resources if rid not in self.platform.roid_of]
             if unknown:
                 problems.append(f"job {run.job_id} ran on unknown resources {unknown[:5]}")
@@ -250,6 +291,9 @@ class _SimJob:
     run_no: int = 0
     reserved_start: int | None = None
     scheduled: ScheduledJob | None = None
+    resubmit_of: int | None = None
+    """The id of the job this one resubmits (None for a workload job)."""
+    resubmitted_as: int | None = None
 
     @property
     def id(self) -> int:
@@ -280,6 +324,9 @@ class Simulator:
     job types (default: the scheduler's, from the installed entry points);
     CUSTOM orderings come from ``JOB_PRIORITY=CUSTOM`` in ``config``.
     ``backfilling``: ``"conservative"`` (OAR's) or ``"easy"``.
+    ``requeue_besteffort``: resubmit every preempted besteffort job (as OAR3
+    does for the ``idempotent`` ones), each workload job at most
+    ``max_resubmissions`` times (None: no limit, OAR3's, which may not end).
     ``incremental``: reuse the last round's plan when it cannot change (see
     :meth:`_Run.can_extend`), and keep compiled requests and running jobs'
     resource sets between rounds; False replans every waiting job from
@@ -289,7 +336,8 @@ class Simulator:
     def __init__(self, platform: Platform, *, config: OarConfig | Mapping[str, Any] | None = None,
                  queues: Mapping[str, int] | None = None, quotas: Any = None, period: int | None = None,
                  requeue_besteffort: bool = False, plugins: Any = None,
-                 backfilling: str = "conservative", incremental: bool = True) -> None:
+                 backfilling: str = "conservative", incremental: bool = True,
+                 max_resubmissions: int | None = MAX_RESUBMISSIONS) -> None:
         if backfilling not in BACKFILLING:
             raise ConfigError(f"backfilling must be one of {', '.join(BACKFILLING)}, got {backfilling!r}")
         self.backfilling = backfilling
@@ -312,6 +360,9 @@ class Simulator:
             raise ConfigError(f"the scheduling period must be positive, got {period}")
         self.period = period
         self.requeue_besteffort = requeue_besteffort
+        if max_resubmissions is not None and max_resubmissions < 0:
+            raise ConfigError(f"max_resubmissions must be >= 0 (or None: no limit), got {max_resubmissions}")
+        self.max_resubmissions = max_resubmissions
         self.max_jobs = self.config.max_jobs_per_round
         self.sorting = self.config.sorting_settings()
         self.accounting_window = int(self.config.get("ACCOUNTING_WINDOW", DEFAULT_ACCOUNTING_WINDOW) or
@@ -364,17 +415,23 @@ class Simulator:
         run.loop(until, stop=stop, checkpoint=checkpoint, every=checkpoint_every)
         return run.result()
 
-    def fingerprint(self, workload: Workload) -> tuple:
-        """What a checkpoint must match to be resumed: the jobs, the platform, the configuration."""
+    def fingerprint(self, workload: Workload) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed, by name: the code that wrote it (the package
+        version, the checkpoint format), the jobs, the platform, the configuration and the options."""
         import hashlib
+
+        from oarsched import __version__
 
         digest = hashlib.sha256()
         for job in workload.jobs:
             digest.update(f"{job.id},{job.submit},{job.runtime},{job.walltime},{job.request},{job.queue};".encode())
         config = sorted((k, str(v)) for k, v in self.config.values.items())
-        return (digest.hexdigest(), len(self.platform.resources), tuple(self.platform.rids.tolist()[:64]),
-                hashlib.sha256(repr(config).encode()).hexdigest(), self.backfilling, self.period,
-                self.requeue_besteffort, tuple(self.queue_order))
+        return {"oarsched version": __version__, "checkpoint format": CHECKPOINT_FORMAT,
+                "workload": digest.hexdigest(),
+                "platform": (len(self.platform.resources), tuple(self.platform.rids.tolist()[:64])),
+                "configuration": hashlib.sha256(repr(config).encode()).hexdigest(),
+                "options": (self.backfilling, self.period, self.requeue_besteffort, self.max_resubmissions,
+                            tuple(self.queue_order))}
 
     def _check_queues(self, workload: Workload) -> None:
         for job in workload.jobs:
@@ -382,6 +439,26 @@ class Simulator:
                 raise ConfigError(f"job {job.id} is in queue {job.queue!r} which is not defined "
                                   f"(queues: {', '.join(self.queue_order)}); define it with queues={{...}} "
                                   "or --queues NAME=PRIORITY,...")
+
+
+_CODE = ("oarsched version", "checkpoint format")
+"""The fingerprint's parts naming the code that wrote a checkpoint."""
+
+
+def _check_fingerprint(path: str, saved: Any, expected: dict[str, Any]) -> None:
+    """A clear :class:`ConfigError` naming what differs when a checkpoint is not of this run and this code."""
+    if not isinstance(saved, dict) or not all(k in saved for k in _CODE):
+        raise ConfigError(f"{path}: the checkpoint was written by another oarsched (before checkpoint format "
+                          f"{CHECKPOINT_FORMAT}, which this one reads): run the simulation again without resuming")
+    if any(saved[k] != expected[k] for k in _CODE):
+        raise ConfigError(f"{path}: the checkpoint was written by oarsched {saved['oarsched version']} (checkpoint "
+                          f"format {saved['checkpoint format']}); this is oarsched {expected['oarsched version']} "
+                          f"(checkpoint format {expected['checkpoint format']}): run the simulation again without "
+                          "resuming")
+    differs = [k for k in expected if saved.get(k) != expected[k]]
+    if differs:
+        raise ConfigError(f"{path}: the checkpoint is of another workload, platform or configuration "
+                          f"({', '.join(differs)} differ): resume with the same arguments as the interrupted run")
 
 
 def _config(config: OarConfig | Mapping[str, Any] | None) -> OarConfig:
@@ -411,6 +488,8 @@ class _Run:
         self.jobs: dict[int, _SimJob] = {}
         for spec in workload.jobs:
             self.jobs[spec.id] = _SimJob(spec=spec)
+        self.next_id = max(self.jobs, default=0) + 1
+        """The id of the next resubmission (after every workload id and every id issued)."""
         self.waiting: dict[str, dict[int, _SimJob]] = {q: {} for q in sim.queue_order}
         self.running: dict[int, _SimJob] = {}
         self.new_reservations: dict[str, dict[int, _SimJob]] = {q: {} for q in sim.queue_order}  # toSchedule
@@ -480,12 +559,14 @@ class _Run:
         return state
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the run's state (atomically: a crash while writing keeps the previous checkpoint)."""
+        """Write the fingerprint, then the run's state (atomically: a crash while writing keeps the previous
+        checkpoint).  Two pickles: the fingerprint is read, and checked, before the state."""
         import pickle
 
         target = os.fspath(path)
         with open(target + ".tmp", "wb") as fh:
-            pickle.dump((self.sim.fingerprint(self.workload), self), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(self.sim.fingerprint(self.workload), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(target + ".tmp", target)
 
     @classmethod
@@ -496,14 +577,14 @@ class _Run:
             raise ConfigError("resuming needs the checkpoint file the interrupted run wrote")
         try:
             with open(path, "rb") as fh:
-                fingerprint, run = pickle.load(fh)
+                _check_fingerprint(os.fspath(path), pickle.load(fh), sim.fingerprint(workload))
+                run = pickle.load(fh)
         except OSError as exc:
             raise ConfigError(f"{os.fspath(path)}: cannot read the checkpoint: {exc.strerror or exc}") from None
-        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
+        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, ImportError) as exc:
             raise ConfigError(f"{os.fspath(path)}: not a simulation checkpoint ({exc})") from None
-        if fingerprint != sim.fingerprint(workload):
-            raise ConfigError(f"{os.fspath(path)}: the checkpoint is of another workload, platform or "
-                              "configuration: resume with the same arguments as the interrupted run")
+        if not isinstance(run, _Run):
+            raise ConfigError(f"{os.fspath(path)}: not a simulation checkpoint (no run state after its fingerprint)")
         run.sim, run.workload = sim, workload
         run.interrupted_at = None
         return run
@@ -604,17 +685,28 @@ class _Run:
                    f"walltime {walltime}s reached before the run time {job.spec.runtime}s" if killed else "")
 
     def preempt(self, job: _SimJob, now: int, by: int | None) -> None:
-        """Kill a running besteffort job; requeue it when asked to."""
+        """Kill a running besteffort job; resubmit it when asked to (see the module docstring)."""
         self.release(job, now, "preempted")
         self.account(job, now)
         job.preemptions += 1
-        job.reason = f"preempted at {now} by job {by}" if by is not None else f"preempted at {now}"
-        if self.sim.requeue_besteffort or job.requeues:
-            job.state = "waiting"
-            self.waiting[job.spec.queue][job.id] = job
-            self.push(now, _REQUEUE, job.id)
+        reason = f"preempted at {now} by job {by}" if by is not None else f"preempted at {now}"
+        if not (self.sim.requeue_besteffort or job.requeues):
+            self.close(job, "preempted", reason)
+        elif self.sim.max_resubmissions is not None and job.preemptions > self.sim.max_resubmissions:
+            self.close(job, "preempted", f"{reason}, not resubmitted: resubmitted {self.sim.max_resubmissions} "
+                                         "times already (max_resubmissions)")
         else:
-            self.close(job, "preempted", job.reason)
+            job.resubmitted_as = self.next_id
+            self.close(job, "preempted", f"{reason}, resubmitted as job {self.next_id}")
+            self.resubmit(job, now)
+
+    def resubmit(self, job: _SimJob, now: int) -> None:
+        """Submit a copy of a preempted job, as OAR3's ``resubmit_job``: a new id, the same submission time."""
+        spec = dataclasses.replace(job.spec, id=self.next_id, types=dict(job.spec.types))
+        self.next_id += 1
+        copy = self.jobs[spec.id] = _SimJob(spec=spec, resubmit_of=job.id, preemptions=job.preemptions)
+        self.submit(copy, now)
+        self.push(now, _REQUEUE, spec.id)
 
     def release(self, job: _SimJob, now: int, outcome: str) -> None:
         self.plan_valid = False
@@ -934,6 +1026,9 @@ class _Run:
 
     def dependency(self, job_id: int) -> Dependency:
         dep = self.jobs[job_id]
+        while dep.resubmitted_as is not None:  # a dependency on a resubmitted job is on its resubmission
+            dep = self.jobs[dep.resubmitted_as]
+            job_id = dep.id
         if dep.state in ("pending", "waiting", "to_schedule", "reserved"):
             return Dependency(job_id, "Waiting")
         if dep.state == "running":
@@ -964,8 +1059,6 @@ class _Run:
                 job.status = "running"
                 job.end = None
                 self.runs.append(Run(job.id, _started(job), until, tuple(job.resources), "running"))
-            elif job.state != "done" and job.preemptions:
-                job.status = "preempted"  # requeued, never restarted: keeps its last run
             elif job.state != "done":
                 job.status = "not_started"
                 job.start = job.end = None
@@ -982,7 +1075,8 @@ class _Run:
             start=job.start, end=job.end if started else None,
             resources=job.resources if started else [], user=spec.user, queue=spec.queue,
             reservation=spec.reservation is not None, besteffort=spec.besteffort,
-            preemptions=job.preemptions, reason=job.reason,
+            preemptions=job.preemptions, reason=job.reason, resubmit_of=job.resubmit_of,
+            resubmitted_as=job.resubmitted_as,
         )
 
     def result(self) -> SimulationResult:
@@ -1135,7 +1229,8 @@ def simulate(workload: Workload | Iterable[WorkloadJob] | str | os.PathLike[str]
              config: OarConfig | Mapping[str, Any] | None = None, queues: Mapping[str, int] | None = None,
              quotas: Any = None, period: int | None = None, requeue_besteffort: bool = False,
              until: int | None = None, progress: Progress | None = None, plugins: Any = None,
-             backfilling: str = "conservative", incremental: bool = True) -> SimulationResult:
+             backfilling: str = "conservative", incremental: bool = True,
+             max_resubmissions: int | None = MAX_RESUBMISSIONS) -> SimulationResult:
     """Replay ``workload`` (jobs, a :class:`Workload` or a file path) on ``platform``.
 
     See :class:`Simulator` for the options and the module docstring for what
@@ -1145,5 +1240,5 @@ def simulate(workload: Workload | Iterable[WorkloadJob] | str | os.PathLike[str]
         workload = load_workload(workload)
     sim = Simulator(platform, config=config, queues=queues, quotas=quotas, period=period,
                     requeue_besteffort=requeue_besteffort, plugins=plugins, backfilling=backfilling,
-                    incremental=incremental)
+                    incremental=incremental, max_resubmissions=max_resubmissions)
     return sim.run(workload, until=until, progress=progress)

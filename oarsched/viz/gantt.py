@@ -175,7 +175,7 @@ def gantt_from_simulation(result, platform: Platform | None = None, *, start: in
     Without ``platform`` (records read from a file), the rows are the
     resource ids the records name, without hierarchy.
     """
-    from oarsched.sim.records import JobRecord, Run
+    from oarsched.sim.records import JobRecord, Run, workload_ids
 
     epoch, tz, requests = 0, "UTC", {}
     if hasattr(result, "runs"):
@@ -188,6 +188,7 @@ def gantt_from_simulation(result, platform: Platform | None = None, *, start: in
         runs = [Run(r.id, r.start, r.end, tuple(r.resources), r.status) for r in records
                 if r.start is not None and r.end is not None]
     by_id: dict[int, JobRecord] = {r.id: r for r in records}
+    origin = workload_ids(records)  # a resubmission's request is its workload job's
     if platform is None:
         platform = _flat_platform(rid for run in runs for rid in run.resources)
     boxes = []
@@ -197,7 +198,7 @@ def gantt_from_simulation(result, platform: Platform | None = None, *, start: in
         rec = by_id.get(run.job_id)
         boxes.append(GanttJob(run.job_id, run.start, run.end, run.resources, _run_kind(run.outcome, rec),
                               user=rec.user if rec else "", queue=rec.queue if rec else "",
-                              request=requests.get(run.job_id, "")))
+                              request=requests.get(origin.get(run.job_id, run.job_id), "")))
     return GanttChart(platform, boxes, now=None, title=title, start=start, end=end, epoch=epoch, tz=tz)
 
 
