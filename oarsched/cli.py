@@ -218,6 +218,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             try:
                 result, seconds = run_policy(workload, platform, policy, config, queues=queues, quotas=quotas,
                                              period=args.period, requeue_besteffort=args.requeue_besteffort,
+                                             **({} if args.max_resubmissions is None
+                                                else {"max_resubmissions": args.max_resubmissions}),
                                              until=args.until, progress=progress, run_options=run_options)
             finally:
                 if bar is not None:
@@ -467,7 +469,11 @@ def _add_simulate_parser(sub) -> None:
                    "(default: admin=10,default=2,besteffort=0, or the database's)")
     p.add_argument("--quotas", metavar="RULES_JSON", help="OAR3 quotas rules file (overrides QUOTAS of --config)")
     p.add_argument("--period", type=int, metavar="S", help="also run a scheduling round every S seconds")
-    p.add_argument("--requeue-besteffort", action="store_true", help="put preempted besteffort jobs back in queue")
+    p.add_argument("--requeue-besteffort", action="store_true", help="resubmit preempted besteffort jobs as new "
+                   "jobs, as OAR3 resubmits idempotent ones (records link each to its resubmission)")
+    p.add_argument("--max-resubmissions", type=int, metavar="N",
+                   help="resubmit a workload job at most N times (default 10, the simulator's MAX_RESUBMISSIONS; "
+                   "OAR3 has no limit, but two besteffort jobs can kill each other's resubmissions without end)")
     p.add_argument("--until", type=int, metavar="T", help="stop the simulation at time T")
     p.add_argument("--swf-level", metavar="LABEL", help="hierarchy level SWF processors are requested at "
                    "(default resource_id)")

@@ -122,3 +122,22 @@ def test_gantt_html_page_and_serve_usage(workload, tmp_path, capsys):
     assert "--serve draws a live OAR3 database" in capsys.readouterr().err
     assert main(["gantt", "--sim", str(records)]) == 1
     assert "give the chart file with -o CHART" in capsys.readouterr().err
+
+
+def test_simulate_resubmits_preempted_besteffort_jobs(tmp_path, capsys):
+    trace = tmp_path / "be.csv"
+    trace.write_text("id,submit,runtime,walltime,request,user,queue\n"
+                     "1,0,1000,2000,resource_id=4,alice,besteffort\n"
+                     "2,100,50,60,resource_id=2,bob,default\n")
+    out = tmp_path / "records.csv"
+    command = ["simulate", str(trace), "--platform", "resource_id=4", "--requeue-besteffort", "--out", str(out),
+               "--no-progress"]
+    assert main(command) == 0
+    assert [(r.id, r.status, r.start, r.resubmit_of, r.resubmitted_as) for r in read_records(out)] == [
+        (1, "preempted", 0, None, 3), (2, "completed", 100, None, None), (3, "completed", 150, 1, None)]
+    assert main([*command, "--max-resubmissions", "0"]) == 0
+    assert [(r.id, r.status, r.resubmitted_as) for r in read_records(out)] == [
+        (1, "preempted", None), (2, "completed", None)]
+    capsys.readouterr()
+    assert main([*command, "--max-resubmissions", "-1"]) != 0
+    assert "max_resubmissions must be >= 0" in capsys.readouterr().err

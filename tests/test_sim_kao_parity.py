@@ -62,7 +62,12 @@ def _base(tmp_path: Path, nodes: int, cores: int, conf: dict[str, str]):
 
 
 def _write_state(run, url: str) -> None:
-    """The simulation's jobs as OAR3's database holds them before a round (ids kept: jobs 1..N in order)."""
+    """The simulation's jobs as OAR3's database holds them before a round (ids kept: jobs 1..N in order).
+
+    A preempted besteffort job resubmitted is ``Terminated`` here, and its resubmission (an id after every
+    workload id, issued in order) a new ``Waiting`` job -- as bipbip's ``resubmit_job`` leaves them: the copy
+    keeps the submission time and names the job it resubmits (``resubmit_job_id``); kao does not resubmit.
+    """
     sec = run.sim.config.job_security_time
     eng = create_engine(url)
     try:
@@ -71,7 +76,8 @@ def _write_state(run, url: str) -> None:
                 job = run.jobs[job_id]
                 spec = job.spec
                 kw = dict(request=spec.request, walltime=spec.walltime, queue=spec.queue, user=spec.user,
-                          types=dict(spec.types), submission_time=spec.submit)
+                          types=dict(spec.types), submission_time=spec.submit,
+                          extra={"resubmit_job_id": job.resubmit_of or 0})
                 if job.state == "running":
                     new = add_running_job(conn, start_time=job.start, resource_ids=job.resources,
                                           **{**kw, "walltime": job.scheduled.walltime})
@@ -119,11 +125,8 @@ def _simulate(tmp_path: Path, jobs: list[WorkloadJob], nodes: int, cores: int, c
 
     monkeypatch.setattr(simulator_module._SimRound, "run", spy)
     monkeypatch.setenv("OARDO_USER", "oar")  # kao frags besteffort jobs as OAR does
-    # Killed besteffort jobs end here, not requeued: a requeued job keeps its id, which the database of a
-    # later round cannot place as OAR3's resubmission (a new job, a new id) would be; and with a kill
-    # duration a requeued job backfilled just before another besteffort job is killed and restarted
-    # without end (a known simulator limit, in the issue note).
-    sim = Simulator(platform, config=config, queues=QUEUES)
+    # Killed besteffort jobs are resubmitted, as OAR3 resubmits idempotent ones: new jobs, new ids.
+    sim = Simulator(platform, config=config, queues=QUEUES, requeue_besteffort=True)
     if split_groups:  # the simulator's old rule: each queue alone, even at equal priorities
         sim.groups = [[q] for group in sim.groups for q in group]
     result = sim.run(jobs)
@@ -304,3 +307,31 @@ def test_the_comparison_fails_when_one_side_drifts(tmp_path, monkeypatch, side):
         monkeypatch.setattr(meta, "besteffort_to_kill", lambda c, b: list(reversed(original(c, b))))
     with pytest.raises(AssertionError):
         check_round(kill, config)
+
+
+def test_a_resubmission_is_a_new_waiting_job_for_kao(tmp_path, monkeypatch):
+    """Besteffort job 1, killed for job 3, is resubmitted as job 4: kao's database holds job 1 ended and job 4
+    waiting, with job 1's submission time, behind job 2 (requeued under its own id, job 1 came back first and
+    the two besteffort jobs killed each other without end)."""
+    jobs = [WorkloadJob(1, 1000, 90, 100, "resource_id=3", queue="besteffort"),
+            WorkloadJob(2, 1010, 50, 1800, "network_address=1", queue="besteffort"),
+            WorkloadJob(3, 1010, 2000, 600, "network_address=2/core=1")]
+    conf = {"SCHEDULER_JOB_SECURITY_TIME": "60", "SCHEDULER_BESTEFFORT_KILL_DURATION_BEFORE_RESERVATION": "300"}
+    snapshots, config = _simulate(tmp_path, jobs, 3, 2, conf, monkeypatch, 20)
+    assert {"launch", "kill"} <= _kinds(snapshots)
+    launched = [(s.now, g.id) for s in snapshots if s.decisions is not None for g in s.decisions.launched]
+    assert (1010, 2) in launched and (1060, 4) in launched
+    with_copy = [s for s in snapshots if 4 in _rows(s)]
+    assert with_copy and all(_rows(s)[4] == ("Waiting", 1000, 1) for s in with_copy if s.now < 1060)
+    for snap in snapshots:
+        check_round(snap, config)
+
+
+def _rows(snap: Snapshot) -> dict[int, tuple[str, int, int]]:
+    eng = create_engine(snap.url)
+    try:
+        with eng.connect() as conn:
+            return {int(j): (s, int(t), int(r)) for j, s, t, r in conn.execute(text(
+                "SELECT job_id, state, submission_time, resubmit_job_id FROM jobs"))}
+    finally:
+        eng.dispose()

@@ -458,7 +458,8 @@ def _check_fingerprint(path: str, saved: Any, expected: dict[str, Any]) -> None:
     differs = [k for k in expected if saved.get(k) != expected[k]]
     if differs:
         raise ConfigError(f"{path}: the checkpoint is of another workload, platform or configuration "
-                          f"({', '.join(differs)} differ): resume with the same arguments as the interrupted run")
+                          f"({', '.join(differs)} {'differs' if len(differs) == 1 else 'differ'}): resume with the "
+                          "same arguments as the interrupted run")
 
 
 def _config(config: OarConfig | Mapping[str, Any] | None) -> OarConfig:
