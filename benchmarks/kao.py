@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from benchmarks import measure, workloads
@@ -77,24 +80,64 @@ def case_now(case: Path) -> int:
     return int(json.loads((case / "case.json").read_text())["now"])
 
 
-def kao_process(case: Path, conf: Path) -> measure.ProcessRun:
-    """``oarsched-kao --now NOW`` from the case folder: wall time and peak RSS."""
+def kao_env(conf: Path) -> dict[str, str]:
     env = measure.child_env()
     env.update({"OARCONFFILE": str(conf), "OARDO_USER": "oar"})
-    run = measure.run_measured([*kao_command(), "--now", str(case_now(case))], cwd=case, env=env)
+    return env
+
+
+def kao_process(case: Path, conf: Path, server: Path | None = None) -> measure.ProcessRun:
+    """``oarsched-kao --now NOW`` from the case folder (``--server SOCKET`` with a resident server): wall time
+    and peak RSS of that process."""
+    extra = ["--server", str(server)] if server is not None else []
+    run = measure.run_measured([*kao_command(), *extra, "--now", str(case_now(case))], cwd=case, env=kao_env(conf))
     if run.rc not in (0, 1, 2):
         raise RuntimeError(f"oarsched-kao failed on {case} (exit {run.rc})")
     return run
 
 
-def two_rounds(case: Path, conf: Path) -> dict:
-    """The first round on the case, then a second one on its result (nothing else changed)."""
-    with endpoints(conf) as got:
-        first = kao_process(case, conf)
+@contextmanager
+def resident_server(case: Path, conf: Path) -> Iterator[subprocess.Popen]:
+    """``oarsched kao-server`` on a socket in the case folder, started before the rounds (as a site's service
+    is), stopped after; what it said is in ``server.log`` there."""
+    path = case / "kao.sock"
+    log = (case / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "oarsched.cli", "kao-server", "--socket", str(path)], cwd=case,
+                            env=kao_env(conf), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"kao server did not start (see {case / 'server.log'})")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+
+
+def two_rounds(case: Path, conf: Path, *, resident: bool = False) -> dict:
+    """The first round on the case, then a second one on its result (nothing else changed); with
+    ``resident``, both through a resident kao server (its start not counted: a service starts once)."""
+    with endpoints(conf) as got, (resident_server(case, conf) if resident else nullcontext()) as server:
+        sock = case / "kao.sock" if server is not None else None
+        first = kao_process(case, conf, sock)
         launched = got["bipbip"].count
-        second = kao_process(case, conf)
-    return {"first_s": first.wall, "first_peak_mb": first.peak_mb, "second_s": second.wall,
-            "second_peak_mb": second.peak_mb, "launched": launched, "exit": first.rc}
+        second = kao_process(case, conf, sock)
+        out = {"first_s": first.wall, "first_peak_mb": first.peak_mb, "second_s": second.wall,
+               "second_peak_mb": second.peak_mb, "launched": launched, "exit": first.rc}
+        if server is not None:
+            out["server_peak_mb"] = peak_mb(server.pid)
+    return out
+
+
+def peak_mb(pid: int) -> float:
+    """Peak resident memory of a live process (Linux ``VmHWM``), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def sqlite_case(name: str, scratch: Path) -> tuple[Path, Path]:
@@ -125,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     try:
         for name in args.names:
-            data["sqlite"][name] = two_rounds(*sqlite_case(name, scratch))
+            data["sqlite"][name] = both_ways(lambda: sqlite_case(name, scratch))
             print(name, "sqlite", data["sqlite"][name], file=sys.stderr, flush=True)
         if not args.no_pg:
             from tests.pgserver import PgServer, find_pg_bin
@@ -134,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 server = PgServer()
                 admin = server.start()
                 for name in args.names:
-                    data["postgresql"][name] = two_rounds(*pg_case(name, scratch, admin))
+                    data["postgresql"][name] = both_ways(lambda: pg_case(name, scratch, admin))
                     print(name, "postgresql", data["postgresql"][name], file=sys.stderr, flush=True)
     finally:
         if server is not None:
@@ -147,17 +190,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def both_ways(fresh_case) -> dict:
+    """Two rounds on a fresh copy of the case by a fresh process each, then two on another fresh copy through
+    a resident server."""
+    alone = two_rounds(*fresh_case())
+    alone["resident"] = two_rounds(*fresh_case(), resident=True)
+    return alone
+
+
 def report(data: dict) -> str:
     intro = ("Interpreter start to last notification (`python -m benchmarks.kao`), on a fresh copy of each shared "
-             "bench case; the second round runs on the first one's result with nothing changed. One run each, "
-             "on a shared 2-core machine (noisy).")
-    lines = ["# `oarsched-kao`: the whole meta-scheduler round, one process", "", intro, "",
-             "| backend | case | jobs launched | first round (s) | peak (MB) | second round (s) | peak (MB) |",
-             "|---|---|---|---|---|---|---|"]
+             "bench case; the second round runs on the first one's result with nothing changed. \"fresh "
+             "process\": `oarsched-kao` runs the round itself; \"resident server\": `oarsched-kao --server "
+             "SOCKET` has a running `oarsched kao-server` run it (another fresh copy; the server's own start is "
+             "not counted, its peak memory is). One run each, on a shared 2-core machine (noisy).")
+    lines = ["# `oarsched-kao`: the whole meta-scheduler round", "", intro, "",
+             "| backend | case | jobs launched | fresh process: first round (s) | peak (MB) | second round (s) | "
+             "peak (MB) | resident server: first round (s) | second round (s) | server peak (MB) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for backend, rows in data.items():
         for name, r in rows.items():
+            s = r["resident"]
             lines.append(f"| {backend} | {name} | {r['launched']} | {r['first_s']:.2f} | {r['first_peak_mb']:.0f} | "
-                         f"{r['second_s']:.2f} | {r['second_peak_mb']:.0f} |")
+                         f"{r['second_s']:.2f} | {r['second_peak_mb']:.0f} | {s['first_s']:.2f} | "
+                         f"{s['second_s']:.2f} | {s['server_peak_mb']:.0f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -10,37 +10,24 @@
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
-
-from oarsched import _core  # noqa: F401  (fails with a build hint when the core is missing)
-from oarsched.engine.scheduler import (
-    Assignment,
-    ScheduledJob,
-    Scheduler,
-    ScheduleResult,
-    SchedulerOptions,
-)
-from oarsched.errors import (
-    ConfigError,
-    DatabaseError,
-    JobError,
-    OarschedError,
-    PlatformError,
-    PropertyError,
-)
-from oarsched.model.job import (
-    ALL,
-    BEST,
-    HALF_BEST,
-    Dependency,
-    Job,
-    Moldable,
-    ResourceGroup,
-    parse_request,
-)
-from oarsched.model.platform import MAX_TIME, Platform, Resource
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# The public names, each from the module that owns it.  They are imported on first use (PEP 562), so
+# that ``import oarsched.oar.kao_client`` (the ``oarsched-kao`` command talking to a resident server)
+# stays a standard-library-only start.  The compiled core comes with the first of them.
+_EXPORTS = {
+    "oarsched.engine.scheduler": ("Assignment", "ScheduledJob", "Scheduler", "ScheduleResult",
+                                  "SchedulerOptions", "schedule"),
+    "oarsched.errors": ("ConfigError", "DatabaseError", "JobError", "OarschedError", "PlatformError",
+                        "PropertyError"),
+    "oarsched.model.job": ("ALL", "BEST", "HALF_BEST", "Dependency", "Job", "Moldable", "ResourceGroup",
+                           "parse_request"),
+    "oarsched.model.platform": ("MAX_TIME", "Platform", "Resource"),
+}
+_OWNER = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "ALL", "BEST", "HALF_BEST", "MAX_TIME",
@@ -49,29 +36,45 @@ __all__ = [
     "ScheduleResult", "ScheduledJob", "Scheduler", "SchedulerOptions", "parse_request", "schedule",
 ]
 
+if TYPE_CHECKING:
+    from oarsched.engine.scheduler import (
+        Assignment,
+        ScheduledJob,
+        Scheduler,
+        ScheduleResult,
+        SchedulerOptions,
+        schedule,
+    )
+    from oarsched.errors import (
+        ConfigError,
+        DatabaseError,
+        JobError,
+        OarschedError,
+        PlatformError,
+        PropertyError,
+    )
+    from oarsched.model.job import (
+        ALL,
+        BEST,
+        HALF_BEST,
+        Dependency,
+        Job,
+        Moldable,
+        ResourceGroup,
+        parse_request,
+    )
+    from oarsched.model.platform import MAX_TIME, Platform, Resource
 
-def schedule(
-    platform: Platform,
-    jobs: Sequence[Job],
-    now: int = 0,
-    *,
-    scheduled: Iterable[ScheduledJob] = (),
-    job_security_time: int = 0,
-    quotas=None,
-    besteffort_round: bool = False,
-) -> ScheduleResult:
-    """Schedule ``jobs`` in the given order on ``platform`` from ``now`` on.
 
-    ``scheduled`` are jobs already placed (running jobs, reservations).
-    ``quotas`` is a rules dict in OAR3's quotas JSON form, or a
-    :class:`oarsched.quotas.QuotasConfig`.  Returns a
-    :class:`ScheduleResult`: ``result[job_id].start_time``, ``.resources``...
-    """
-    quota_state = None
-    if quotas is not None:
-        from oarsched.engine.quotas import QuotaState
+def __getattr__(name: str):
+    module = _OWNER.get(name)
+    if module is None:
+        raise AttributeError(f"module 'oarsched' has no attribute {name!r}")
+    import_module("oarsched._core")  # a missing build fails here, with its hint
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
 
-        quota_state = QuotaState.from_rules(quotas, platform)
-    options = SchedulerOptions(job_security_time=job_security_time, quotas=quota_state,
-                               besteffort_round=besteffort_round)
-    return Scheduler(platform, options).schedule(list(jobs), now, scheduled)
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_OWNER))

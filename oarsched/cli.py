@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 
-from oarsched.errors import OarschedError
+from oarsched.errors import ConfigError, OarschedError
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -578,6 +578,14 @@ def _demo_gantt(db, config, now: int, folder: str) -> None:
     print(f"\ngantt chart: {path}")
 
 
+def cmd_kao_server(args: argparse.Namespace) -> int:
+    from oarsched.oar.kao_server import serve
+
+    if args.max_rounds is not None and args.max_rounds < 1:
+        raise ConfigError(f"--max-rounds {args.max_rounds}: at least 1")
+    return serve(args.socket, max_rounds=args.max_rounds)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oarsched", description="OAR3-compatible scheduler with a compiled core.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -590,10 +598,17 @@ def main(argv: list[str] | None = None) -> int:
     _add_gantt_parser(sub)
     sub.add_parser("kao", help="one meta-scheduler round on $OARCONFFILE's database (as oarsched-kao)",
                    add_help=False)
+    p = sub.add_parser("kao-server", help="serve oarsched-kao rounds from a resident process "
+                       "(oarsched-kao --server SOCKET)",
+                       description="Serve meta-scheduler rounds on a Unix socket: `oarsched-kao --server SOCKET` "
+                       "then runs its round here, without starting an interpreter and reading the schema.")
+    p.add_argument("--socket", required=True, help="the Unix socket path to listen on (created private to this user)")
+    p.add_argument("--max-rounds", type=int, metavar="N", help="exit after N rounds (a supervisor restarts it)")
+    p.set_defaults(func=cmd_kao_server)
     if argv is None:
         argv = sys.argv[1:]
-    if argv[:1] == ["kao"]:  # the drop-in's own options (--now SEC)
-        from oarsched.oar.kao import main as kao_main
+    if argv[:1] == ["kao"]:  # the drop-in's own options (--now SEC, --server SOCKET)
+        from oarsched.oar.kao_client import main as kao_main
 
         return kao_main(argv[1:])
     args = parser.parse_args(argv)

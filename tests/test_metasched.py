@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -104,3 +106,27 @@ def assert_differs_only_where_named(case: str, outcome: dict[str, str]) -> None:
                  and not ("jobs" in allowed and seg.startswith("notifications bipbip:"))]
         assert not other, f"differs from OAR3 outside the tables: {other}"
         assert differing <= allowed, f"tables {sorted(differing - allowed)} differ, not named by the case"
+
+
+def test_the_corpus_through_a_resident_server(tmp_path):
+    """Every untagged case passes when ``oarsched-kao --server`` has one resident server run all the rounds
+    (databases kept open between cases, each case's oar.conf and environment passed along)."""
+    require_shared()
+    kao, oarsched = shutil.which("oarsched-kao"), shutil.which("oarsched")
+    assert kao and oarsched, "oarsched-kao / oarsched are not on PATH: install the package (pip install .)"
+    sock = tmp_path / "kao.sock"
+    server = subprocess.Popen([oarsched, "kao-server", "--socket", str(sock)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists():
+            assert server.poll() is None and time.monotonic() < deadline, "the kao server did not start"
+            time.sleep(0.05)
+        outcome = run_check_meta(f"{kao} --server {sock} {{argv}}")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        log, _ = server.communicate(timeout=60)
+    untagged = [name for name, tagged in metasched_cases() if not tagged]
+    assert {name: outcome.get(name, "not reported") for name in untagged} == dict.fromkeys(untagged, "PASS")
+    served = re.findall(r"round \d+: exit \d", log)
+    assert len(served) >= len(untagged), log[-2000:]  # the rounds ran in the server, not in fallback clients

@@ -17,10 +17,11 @@ from oarsched.engine.result import Assignment, ScheduledJob, ScheduleResult
 from oarsched.engine.round import Round
 from oarsched.engine.search import CompiledMoldable, ConstraintResolver, SchedulerOptions, Search
 from oarsched.model.job import ATTRIBUTE_TYPES, Job
+from oarsched.model.platform import Platform
 
 __all__ = [
     "ATTRIBUTE_TYPES", "Assignment", "CompiledMoldable", "ConstraintResolver", "ScheduledJob", "ScheduleResult",
-    "Scheduler", "SchedulerOptions",
+    "Scheduler", "SchedulerOptions", "schedule",
 ]
 
 
@@ -39,3 +40,30 @@ class Scheduler(Search):
         for job in jobs:
             rnd.place(job)
         return rnd.result
+
+
+def schedule(
+    platform: Platform,
+    jobs: Sequence[Job],
+    now: int = 0,
+    *,
+    scheduled: Iterable[ScheduledJob] = (),
+    job_security_time: int = 0,
+    quotas=None,
+    besteffort_round: bool = False,
+) -> ScheduleResult:
+    """Schedule ``jobs`` in the given order on ``platform`` from ``now`` on.
+
+    ``scheduled`` are jobs already placed (running jobs, reservations).
+    ``quotas`` is a rules dict in OAR3's quotas JSON form, or a
+    :class:`oarsched.quotas.QuotasConfig`.  Returns a
+    :class:`ScheduleResult`: ``result[job_id].start_time``, ``.resources``...
+    """
+    quota_state = None
+    if quotas is not None:
+        from oarsched.engine.quotas import QuotaState
+
+        quota_state = QuotaState.from_rules(quotas, platform)
+    options = SchedulerOptions(job_security_time=job_security_time, quotas=quota_state,
+                               besteffort_round=besteffort_round)
+    return Scheduler(platform, options).schedule(list(jobs), now, scheduled)

@@ -82,14 +82,17 @@ class JobRows:
 class OarDatabase:
     """An OAR3 database (SQLite or PostgreSQL) seen through SQLAlchemy."""
 
-    def __init__(self, url_or_engine: str | Engine, *, budget: float | None = None) -> None:
+    def __init__(self, url_or_engine: str | Engine, *, budget: float | None = None, pre_ping: bool = False) -> None:
         """``budget``: seconds any lock wait or statement may take, from the schema's reflection on
-        (PostgreSQL's ``lock_timeout`` / ``statement_timeout``, SQLite's busy timeout); None: no limit."""
+        (PostgreSQL's ``lock_timeout`` / ``statement_timeout``, SQLite's busy timeout); None: no limit.
+        ``pre_ping``: test a pooled connection before each use (a database kept open between rounds
+        outlives server restarts)."""
         from oarsched.oar.schema import reflect_tables
 
         if isinstance(url_or_engine, str):
             _sqlite_file_exists(url_or_engine)
-            self.engine = create_engine(url_or_engine, connect_args=_timeout_args(url_or_engine, budget))
+            self.engine = create_engine(url_or_engine, connect_args=_timeout_args(url_or_engine, budget),
+                                        pool_pre_ping=pre_ping)
         else:
             self.engine = url_or_engine
         try:

@@ -29,6 +29,10 @@ notification that fails is logged; the consequences OAR3 gives it (lost
 interactive session, unreachable oarsub) are written in a second transaction.
 A broken setup (configuration, database) exits 1 with one line on stderr and
 writes nothing.
+
+``oarsched-kao`` itself is :mod:`oarsched.oar.kao_client`: with ``--server SOCKET`` it has a resident
+server (:mod:`oarsched.oar.kao_server`) run this module's :func:`main`, without the imports and the
+schema reflection a fresh process pays for.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -600,7 +605,13 @@ def database_now(db: OarDatabase) -> int:
         return int(conn.execute(text("SELECT EXTRACT(EPOCH FROM current_timestamp)")).scalar_one())
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, server_unavailable: str | None = None,
+         open_database: Callable[[str], OarDatabase] = OarDatabase) -> int:
+    """One round as ``oarsched-kao`` runs it; the exit status Almighty reads.
+
+    ``server_unavailable``: why the resident server did not run this round (logged as a warning).
+    ``open_database``: the database of a URL (the resident server's keeps them open between rounds).
+    """
     logging_ready = False
     try:
         args = parse_args(argv)
@@ -608,8 +619,10 @@ def main(argv: list[str] | None = None) -> int:
         config = OarConfig.load()
         setup_logging(config)
         logging_ready = True
+        if server_unavailable:
+            log.warning("%s: round run in this process", server_unavailable)
         config.validate()
-        db = OarDatabase(config.sqlalchemy_url())
+        db = open_database(config.sqlalchemy_url())
         if now is None:
             now = database_now(db)
         result = run_kao(db, config, now, lock_wait=lock_wait(config))
