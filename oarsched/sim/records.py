@@ -24,8 +24,8 @@ Statuses:
 ``killed``
     reached its walltime before the end of its run time and was killed there;
 ``preempted``
-    a besteffort job killed because a job started on its resources
-    (``resubmitted_as`` names its resubmission when it was requeued);
+    a besteffort job killed because a job about to start needs its
+    resources (``resubmitted_as`` names its resubmission when it was requeued);
 ``rejected``
     never queued: an advance reservation whose slot was not free at
     submission, a job that does not fit the platform even empty, or a job
@@ -103,7 +103,7 @@ class JobRecord:
 
     @property
     def run(self) -> int | None:
-        """Time it held its resources in its last run: ``end - start``."""
+        """Time it held its resources: ``end - start``."""
         return None if self.start is None or self.end is None else self.end - self.start
 
     @property
