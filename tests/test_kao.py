@@ -674,3 +674,18 @@ def test_gantt_comparison_intervals_cover_every_id_once():
     assert got == [(7, ID_MIN, 0, 0), (7, 1, 3, 3), (7, 4, 4, 0), (7, 5, 5, 1), (7, 6, 9, 4), (7, 10, ID_MAX, 0)]
     assert _intervals(7, []) == [(7, ID_MIN, ID_MAX, 0)]
     assert _intervals(7, [(ID_MIN, ID_MAX)]) == [(7, ID_MIN, ID_MAX, ID_MAX - ID_MIN + 1)]
+
+
+def test_external_metascheduler_mode_is_scheduled_in_process_and_said(tmp_path: Path):
+    """``METASCHEDULER_MODE="external"``: the round is the internal one (every queue by oarsched's engine), with
+    a warning saying the queues' scheduler commands are not run."""
+    def setup(c):
+        add_job(c, request="resource_id=2", walltime=900)
+    internal = make_case(tmp_path, setup, name="internal")
+    external = make_case(tmp_path, setup, name="external", conf={"METASCHEDULER_MODE": "external"})
+    with endpoints(internal):
+        assert run(internal)[0] == 0
+    with endpoints(external):
+        code, err = run(external)
+    assert code == 0 and "METASCHEDULER_MODE='external'" in err and "SCHEDULERS_PATH commands are not run" in err
+    assert dump(external) == dump(internal)

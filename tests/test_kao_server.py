@@ -26,7 +26,14 @@ import pytest
 
 from oarsched.oar import kao_client
 from oarsched.oar.db import OarDatabase
-from oarsched.oar.kao_server import DatabaseCache, KaoServer, code_stamp, peer_uid
+from oarsched.oar.kao_server import (
+    MAX_OUTPUT,
+    DatabaseCache,
+    KaoServer,
+    capped,
+    code_stamp,
+    peer_uid,
+)
 from oarsched.oar.submit import add_job, add_running_job
 from tests.oarcase import NOW, Case, _logging_restored, make_case
 from tests.pgserver import create_database, drop_database
@@ -326,3 +333,19 @@ def test_the_client_imports_only_the_standard_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_working_directory_the_server_cannot_enter_is_the_rounds_error(tmp_path: Path):
+    server = KaoServer(str(tmp_path / "kao.sock"))
+    cwd = os.getcwd()
+    answer = server.run_round({"argv": [], "env": dict(os.environ), "cwd": str(tmp_path / "gone")})
+    assert answer["exit"] == 1 and answer["stderr"].startswith("oarsched-kao: error: working directory")
+    assert os.getcwd() == cwd and server.rounds == 1
+
+
+def test_long_output_keeps_its_end():
+    text = "x" * MAX_OUTPUT + "the last line\n"
+    kept = capped(text)
+    assert kept.endswith("the last line\n") and len(kept) < MAX_OUTPUT + 100
+    assert kept.startswith(f"[{len(text) - MAX_OUTPUT} characters of output dropped]")
+    assert capped("short\n") == "short\n"

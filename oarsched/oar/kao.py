@@ -622,6 +622,10 @@ def main(argv: list[str] | None = None, *, server_unavailable: str | None = None
         if server_unavailable:
             log.warning("%s: round run in this process", server_unavailable)
         config.validate()
+        mode = config.get("METASCHEDULER_MODE") or "internal"
+        if mode != "internal":
+            log.warning("METASCHEDULER_MODE=%r: oarsched-kao schedules every queue in this round with its own "
+                        "engine (internal mode); the queues' SCHEDULERS_PATH commands are not run", mode)
         db = open_database(config.sqlalchemy_url())
         if now is None:
             now = database_now(db)

@@ -264,19 +264,33 @@ class KaoServer:
 
     def run_round(self, request: dict) -> dict:
         started = time.perf_counter()
-        with client_context(request) as (out, err):
-            try:
-                code = kao.main([str(a) for a in request["argv"]], open_database=self.databases.open)
-            except BaseException as exc:  # noqa: BLE001 - the server outlives any round
-                if isinstance(exc, KeyboardInterrupt):
-                    self._stopping = True
-                print(f"{kao.PROG}: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
-                code = 1
+        try:
+            with client_context(request) as (out, err):
+                try:
+                    code = kao.main([str(a) for a in request["argv"]], open_database=self.databases.open)
+                except BaseException as exc:  # noqa: BLE001 - the server outlives any round
+                    print(f"{kao.PROG}: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+                    code = 1
+            answer = {"exit": code, "stdout": capped(out.getvalue()), "stderr": capped(err.getvalue())}
+        except OSError as exc:  # the client's working directory cannot be entered: nothing ran
+            answer = {"exit": 1, "stdout": "",
+                      "stderr": f"{kao.PROG}: error: working directory {request.get('cwd')!r}: {exc.strerror or exc}\n"}
         self.rounds += 1
         if self.max_rounds is not None and self.rounds >= self.max_rounds:
             self._stopping = True
-        say(f"round {self.rounds}: exit {code} in {time.perf_counter() - started:.3f} s")
-        return {"exit": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
+        say(f"round {self.rounds}: exit {answer['exit']} in {time.perf_counter() - started:.3f} s")
+        return answer
+
+
+MAX_OUTPUT = 4 * 1024 * 1024
+"""Characters of a round's standard output or error passed back (its log at debug level can be long):
+beyond, the first ones are dropped, the answer must reach the client."""
+
+
+def capped(text: str) -> str:
+    if len(text) <= MAX_OUTPUT:
+        return text
+    return f"[{len(text) - MAX_OUTPUT} characters of output dropped]\n" + text[-MAX_OUTPUT:]
 
 
 class _Stop(Exception):
