@@ -38,6 +38,12 @@ Value semantics (shared by the SQL and the Python paths):
   like a number is an error there (PostgreSQL refuses it too).
 * A number literal compared with a text column is compared as text (SQLite's
   behaviour; PostgreSQL would refuse the query).
+* ``TRUE`` and ``FALSE`` compared with a number are 1 and 0 (SQLite's
+  behaviour; PostgreSQL has no integer = boolean operator), on both backends.
+* A number column compared with a text column: evaluated in Python row by row
+  (the text becomes a number when it spells one, else the number becomes
+  text); the database adapter refuses it (:class:`PropertyError`, the job is
+  reported), on SQLite as on PostgreSQL, which has no such operator.
 * ``LIKE`` is case-sensitive and ``\\`` is its default escape character, as in
   PostgreSQL.  (On SQLite the compiled ``LIKE`` keeps SQLite's own
   case-insensitivity for ASCII, which is what OAR3 does on SQLite.)

@@ -66,7 +66,7 @@ def _resolve_column(table: sa.Table, name: str) -> SqlColumn:
 
 def _sql_kind(column: SqlColumn) -> str:
     """``number``, ``text`` or ``other``: how a column's literals are coerced."""
-    if isinstance(column.type, (sa.Integer, sa.Numeric)):
+    if isinstance(column.type, (sa.Integer, sa.Numeric, sa.Float)):  # Float is no Numeric in SQLAlchemy 2.1
         return "number"
     if isinstance(column.type, sa.String):
         return "text"
@@ -79,7 +79,9 @@ def _bound_literal(literal: Literal, against: SqlColumn | None) -> SqlColumn:
     if value is None:
         return sa.literal(None, type_=against.type if against is not None else sa.types.NullType())
     kind = _sql_kind(against) if against is not None else "other"
-    if kind == "number" and isinstance(value, str):
+    if kind == "number" and isinstance(value, bool):  # PostgreSQL has no integer = boolean: 1 and 0 on both
+        value = int(value)
+    elif kind == "number" and isinstance(value, str):
         value = number_or_error(value, f"column {against.key!r}")  # type: ignore[union-attr]
     elif kind == "text" and is_number(value):
         value = as_text(value)
@@ -100,6 +102,11 @@ def _pair(left: Operand, right: Operand, table: sa.Table) -> tuple[SqlColumn, Sq
     """Both operands as SQLAlchemy elements, literals coerced to the column they meet."""
     left_col = _operand(left, table, None) if isinstance(left, Column) else None
     right_col = _operand(right, table, None) if isinstance(right, Column) else None
+    if left_col is not None and right_col is not None and \
+            {_sql_kind(left_col), _sql_kind(right_col)} == {"number", "text"}:
+        # PostgreSQL has no operator between them and SQLite's affinity rules are its own: refused on both
+        raise PropertyError(f"cannot compare the {_sql_kind(left_col)} column {left_col.key!r} with the "
+                            f"{_sql_kind(right_col)} column {right_col.key!r}")
     return (
         left_col if left_col is not None else _operand(left, table, right_col),
         right_col if right_col is not None else _operand(right, table, left_col),
