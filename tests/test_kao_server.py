@@ -23,7 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event as sa_event
 
+from oarsched.oar import kao as kao_module
 from oarsched.oar import kao_client
 from oarsched.oar.db import OarDatabase
 from oarsched.oar.kao_server import (
@@ -34,6 +36,7 @@ from oarsched.oar.kao_server import (
     code_stamp,
     peer_uid,
 )
+from oarsched.oar.metadb import GanttMemo
 from oarsched.oar.submit import add_job, add_running_job
 from tests.oarcase import NOW, Case, _logging_restored, make_case
 from tests.pgserver import create_database, drop_database
@@ -349,3 +352,76 @@ def test_long_output_keeps_its_end():
     assert kept.endswith("the last line\n") and len(kept) < MAX_OUTPUT + 100
     assert kept.startswith(f"[{len(text) - MAX_OUTPUT} characters of output dropped]")
     assert capped("short\n") == "short\n"
+
+
+# ------------------------------------------------------------------------------- the gantt remembered (SQLite)
+
+def test_the_memo_is_trusted_only_on_the_same_connection_with_nothing_committed_since(tmp_path: Path):
+    case = make_case(tmp_path)
+    db = OarDatabase(case.url)
+    memo, runs = GanttMemo(), {7: [(1, 4)], 9: [(5, 5), (7, 8)]}
+
+    def remember() -> None:
+        with db.round_transaction() as conn:
+            witness = GanttMemo.witness(conn)
+        memo.remember(witness, runs)
+
+    remember()
+    with db.round_transaction() as conn:
+        assert memo.recall(conn) == runs
+        assert memo.recall(conn) is None  # used once
+    remember()
+    case.execute("UPDATE resources SET last_job_date = 1")  # anybody's commit, on any table
+    with db.round_transaction() as conn:
+        assert memo.recall(conn) is None
+    remember()
+    with db.engine.connect() as held, db.round_transaction() as conn:  # the round gets another connection
+        assert held.connection.driver_connection is not conn.connection.driver_connection
+        assert memo.recall(conn) is None
+    db.engine.dispose()
+
+
+def kao_round(case: Case, cache: DatabaseCache, now: int = NOW) -> int:
+    """One round of ``oarsched-kao`` as the server runs it (the database from ``cache``)."""
+    saved = dict(os.environ)
+    os.environ.update({"OARCONFFILE": str(case.conf), "OARDO_USER": "oar"})
+    try:
+        with _logging_restored(), endpoints(case):
+            return kao_module.main(["--now", str(now)], open_database=cache.open)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def gantt_reads(db: OarDatabase) -> list[str]:
+    """Statements that read the gantt resource tables row by row (the exact comparison), recorded."""
+    seen: list[str] = []
+    sa_event.listen(db.engine, "before_cursor_execute",
+                    lambda conn, cur, statement, *a: seen.append(statement) if "count(*) FROM gantt_jobs_resources"
+                    in statement else None)
+    return seen
+
+
+def test_rounds_with_the_memo_leave_what_rounds_without_it_leave(tmp_path: Path, monkeypatch):
+    """Round after round on two copies, one through a server's cache (the gantt remembered between rounds),
+    one by fresh processes: the same database each time, including after someone else edits the gantt."""
+    monkeypatch.chdir(tmp_path)
+    served, alone = two_cases(tmp_path)
+    cache = DatabaseCache()
+    tamper = ["DELETE FROM gantt_jobs_resources WHERE resource_id = 5",
+              "INSERT INTO gantt_jobs_resources_visu VALUES (999, 1)"]
+    reads = None
+    for step, (now, edit) in enumerate([(NOW, None), (NOW, None), (NOW + 60, None), (NOW + 60, tamper),
+                                        (NOW + 120, None), (NOW + 120, None)]):
+        for case in (served, alone):
+            if edit:
+                case.execute(*edit)
+        code = kao_round(served, cache, now)
+        if reads is None:
+            reads = gantt_reads(cache.open(served.url))
+        before = len(reads)
+        assert code == run(alone, now)[0]
+        assert dump(served) == dump(alone), f"step {step}"
+        if step in (1, 2, 5):  # nothing committed by anyone else since the last round: compared in memory
+            assert len(reads) == before, f"step {step} read the gantt"
+    cache.close()

@@ -15,7 +15,7 @@ import os
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import (
@@ -42,6 +42,9 @@ from oarsched.model.job import Dependency, Job, Moldable, ResourceGroup, parse_j
 from oarsched.model.platform import MAX_TIME, Resource
 from oarsched.oar.property_sql import to_sqlalchemy
 from oarsched.oar.round_support import first_line
+
+if TYPE_CHECKING:
+    from oarsched.oar.metadb import GanttMemo
 
 log = logging.getLogger("oarsched.db")
 
@@ -102,6 +105,8 @@ class OarDatabase:
             raise DatabaseError(f"cannot open the OAR database ({self.engine.url.render_as_string(hide_password=True)}): "
                                 f"{exc.__class__.__name__}: {first_line(exc)}") from None
         self.dialect = self.engine.dialect.name
+        self.gantt_memo: GanttMemo | None = None
+        """What this process's last round left in the gantt (a resident server's; see :class:`GanttMemo`)."""
 
     # -- the round's transaction ----------------------------------------------------------
     @contextmanager

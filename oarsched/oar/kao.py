@@ -76,7 +76,7 @@ from oarsched.model.platform import Platform
 from oarsched.oar.config import OarConfig, setup_logging
 from oarsched.oar.db import OarDatabase, RoundLocked, job_message
 from oarsched.oar.kamelot import decision_messages, parse_now
-from oarsched.oar.metadb import NOT_WAITING_STATES, JobInfo, MetaDb, priority_levels
+from oarsched.oar.metadb import NOT_WAITING_STATES, GanttMemo, JobInfo, MetaDb, priority_levels
 from oarsched.oar.notify import Endpoints, NodeCommands, Outbox, TcpMessage, send_all
 from oarsched.oar.readers import read_platform
 from oarsched.oar.round_support import fail, first_line, guarded_select, quota_state, round_locked
@@ -519,9 +519,17 @@ def run_kao(db: OarDatabase, config: OarConfig, now: int, *, notify: bool = True
     """
     frag_user = os.environ.get("OARDO_USER") or os.environ.get("USER")
     delivery = Delivery.from_config(config)
+    memo = db.gantt_memo
+    hooked = extra_metasched_hook(config) is not None  # a hook may write the gantt behind the round's back
     with db.round_transaction(lock_wait) as conn:
         mdb = MetaDb(db, conn, now, frag_user)
+        known = memo.recall(conn) if memo is not None else None
+        if known is not None and not hooked:
+            mdb.trust(known)
         result = KaoRound(db, config, mdb, now).run()
+        witness = GanttMemo.witness(conn) if memo is not None and not hooked else None
+    if memo is not None:  # committed: the gantt resource tables now hold exactly what the round placed
+        memo.remember(witness, mdb.placed)
     if not notify:
         return result
     endpoints = Endpoints.from_config(config)

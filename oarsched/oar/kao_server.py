@@ -13,8 +13,10 @@ answers, so that the client's exit still comes after the last one.
 What stays warm between rounds is only what cannot change unseen: the
 modules, and each database's engine and reflected tables, reused while the
 database is the same (SQLite: the same file and ``schema_version``;
-PostgreSQL: the same columns in the current schema).  ``oar.conf`` is read
-anew each round; every round reads the database's state anew.
+PostgreSQL: the same columns in the current schema), and on SQLite what the
+last round left in the gantt resource tables, as long as nothing was
+committed since (:class:`oarsched.oar.metadb.GanttMemo`).  ``oar.conf`` is
+read anew each round, and so are the jobs, the resources and the queues.
 
 Rounds run one at a time, in the order clients connect (Almighty runs one
 anyway).  The socket is created private to the server's user, and a client
@@ -47,6 +49,7 @@ from oarsched.errors import ConfigError
 from oarsched.oar import kao
 from oarsched.oar.db import OarDatabase
 from oarsched.oar.kao_client import PROTOCOL, package_dir, recv_message, send_message
+from oarsched.oar.metadb import GanttMemo
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -106,6 +109,7 @@ class DatabaseCache:
                 pass
             entry.db.engine.dispose()
         db = OarDatabase(url, pre_ping=True)
+        db.gantt_memo = GanttMemo()
         self.reflections += 1
         self._open[key] = _OpenDatabase(db, schema_signature(db))
         while len(self._open) > self.size:

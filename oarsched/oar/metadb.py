@@ -53,6 +53,48 @@ class JobInfo:
     notify: str | None = None
 
 
+Runs = list[tuple[int, int]]
+"""A moldable's resource ids as runs of contiguous ids, ``[(lo, hi), ...]``."""
+
+
+class GanttMemo:
+    """The gantt resource rows a round of this process committed, for its next round while nobody else has
+    written the database (the resident kao server keeps one per open database).
+
+    SQLite only.  ``PRAGMA data_version`` read twice on one connection differs exactly when another
+    connection committed in between.  Read at the end of a round, inside its write transaction (nobody else
+    can commit then), and again at the start of the next round on the same connection, an equal value says
+    the file is as that round left it: ``gantt_jobs_resources`` and its ``_visu`` copy hold exactly the runs
+    remembered, and the round compares with them instead of reading their millions of rows.  Anything else
+    (another connection, any commit by anyone, a failed round, PostgreSQL, which has no exact witness) and
+    the round reads the tables as usual.
+    """
+
+    def __init__(self) -> None:
+        self._witness: tuple[object, int] | None = None
+        self._runs: dict[int, Runs] | None = None
+
+    def recall(self, conn: Connection) -> dict[int, Runs] | None:
+        """The runs both tables hold, if nothing was committed since they were remembered; used once."""
+        runs, witness = self._runs, self._witness
+        self._runs = self._witness = None  # a round that fails must not leave it for the next
+        if runs is None or witness != self.witness(conn):
+            return None
+        return runs
+
+    @staticmethod
+    def witness(conn: Connection) -> tuple[object, int] | None:
+        """(the DBAPI connection, its ``data_version``); None where there is no such witness."""
+        if conn.dialect.name != "sqlite":
+            return None
+        return conn.connection.driver_connection, int(conn.exec_driver_sql("PRAGMA data_version").scalar_one())
+
+    def remember(self, witness: tuple[object, int] | None, runs: dict[int, Runs]) -> None:
+        """After the commit of the round that read ``witness`` inside its transaction and left ``runs``."""
+        if witness is not None:
+            self._witness, self._runs = witness, dict(runs)
+
+
 class MetaDb:
     """One round's view of the database: ``conn`` (inside the round's transaction) and its clock."""
 
@@ -67,6 +109,13 @@ class MetaDb:
         """Moldables of accepted reservations keeping their gantt rows (:meth:`open_gantt`)."""
         self.placed: dict[int, list[tuple[int, int]]] = {}
         """Moldable -> its runs of resource ids, for every moldable given gantt rows this round."""
+        self.known: dict[str, dict[int, Runs]] | None = None
+        """Table -> moldable -> runs: what the gantt resource tables hold, when a :class:`GanttMemo` vouches
+        for it (kept up to date by every write); None: they are read."""
+
+    def trust(self, runs: dict[int, Runs]) -> None:
+        """The gantt resource tables and their ``_visu`` copy hold exactly ``runs`` (:meth:`GanttMemo.recall`)."""
+        self.known = {GANTT_RESOURCES: dict(runs), GANTT_RESOURCES + "_visu": dict(runs)}
 
     # -- gantt initialisation -------------------------------------------------------------------
     def kept_reservation_moldables(self) -> list[int]:
@@ -462,6 +511,8 @@ class MetaDb:
             self.conn.execute(delete(table).where(table.c.moldable_job_id.in_(chunk)))
             self.db.insert_resource_ranges(self.conn, [(m, lo, hi) for m in chunk for lo, hi in runs[m]],
                                             table.name)
+        if self.known is not None:
+            self.known[table.name].update((m, list(runs[m])) for m in changed)
         return sum(hi - lo + 1 for rr in runs.values() for lo, hi in rr)
 
     def put_gantt_job(self, moldable_id: int, start: int, rids) -> None:
@@ -472,7 +523,11 @@ class MetaDb:
     def _differing(self, table, runs: dict[int, list[tuple[int, int]]]) -> list[int]:
         """Moldables of ``runs`` whose rows in ``table`` are not exactly their runs, by counting rows over
         intervals covering all ids: a run must hold one row per id (rows are distinct: the table's primary
-        key), a gap none.  Exact, and each count walks the primary key only over its interval."""
+        key), a gap none.  Exact, and each count walks the primary key only over its interval.  With the
+        tables :attr:`known`, a comparison in memory."""
+        if self.known is not None:
+            have = self.known[table.name]
+            return sorted(m for m, rr in runs.items() if have.get(m) != list(rr))
         intervals = [iv for m, rr in runs.items() for iv in _intervals(m, rr)]
         if not intervals:
             return []
@@ -496,11 +551,15 @@ class MetaDb:
     def _gone(self, table) -> list[int]:
         """Moldables with rows in ``table`` that are neither kept nor placed this round."""
         alive = set(self.kept) | set(self.placed)
-        return [m for m in _moldables(self.conn, table) if m not in alive]
+        present = sorted(self.known[table.name]) if self.known is not None else _moldables(self.conn, table)
+        return [m for m in present if m not in alive]
 
     def _delete_moldables(self, table, ids: list[int]) -> None:
         for i in range(0, len(ids), SYNC_CHUNK):
             self.conn.execute(delete(table).where(table.c.moldable_job_id.in_(ids[i:i + SYNC_CHUNK])))
+        if self.known is not None and table.name in self.known:
+            for m in ids:
+                self.known[table.name].pop(m, None)
 
     def _runs_in_gantt(self, ids: list[int]) -> dict[int, list[tuple[int, int]]]:
         """The resource rows of the moldables ``ids`` (few: the kept reservations), as runs."""
@@ -527,8 +586,9 @@ class MetaDb:
         gr = self.t["gantt_jobs_resources"]
         self.conn.execute(delete(gr).where(gr.c.moldable_job_id == moldable_id, gr.c.resource_id.not_in(rids)))
         if moldable_id in self.placed:
-            ids = np.concatenate([np.arange(lo, hi + 1) for lo, hi in self.placed[moldable_id]] or [np.zeros(0, dtype=np.int64)])
-            self.placed[moldable_id] = id_runs(np.intersect1d(ids.astype(np.int64), np.asarray(rids, dtype=np.int64)))
+            self.placed[moldable_id] = _runs_within(self.placed[moldable_id], rids)
+        if self.known is not None and moldable_id in self.known[GANTT_RESOURCES]:
+            self.known[GANTT_RESOURCES][moldable_id] = _runs_within(self.known[GANTT_RESOURCES][moldable_id], rids)
 
     def set_gantt_start(self, moldable_id: int, start: int) -> None:
         gp = self.t["gantt_jobs_predictions"]
@@ -717,6 +777,12 @@ def _intervals(moldable_id: int, runs: list[tuple[int, int]]) -> list[tuple[int,
     if prev <= ID_MAX:
         out.append((moldable_id, prev, ID_MAX, 0))
     return out
+
+
+def _runs_within(runs: Runs, rids) -> Runs:
+    """The ids of ``runs`` that are in ``rids``, as runs."""
+    ids = np.concatenate([np.arange(lo, hi + 1) for lo, hi in runs] or [np.zeros(0, dtype=np.int64)])
+    return id_runs(np.intersect1d(ids.astype(np.int64), np.asarray(rids, dtype=np.int64)))
 
 
 def _moldables(conn: Connection, table) -> list[int]:
