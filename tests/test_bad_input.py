@@ -537,21 +537,23 @@ def test_many_bad_jobs_and_the_round_goes_on(tmp_path: Path):
 @pytest.mark.postgres
 def test_bad_jobs_on_postgresql(tmp_path: Path, pg_url: str):
     """On PostgreSQL an error aborts the whole transaction: a property the server refuses
-    (``core = TRUE``: no integer = boolean operator) must still cost only its own job."""
+    (``gpu_ok = 1`` on a site's boolean column: no boolean = integer operator) must still cost only its own
+    job."""
     bad_ids: list[int] = []
 
     def bad(conn):
         conn.execute(text("CREATE TABLE sentinel (secret TEXT)"))
         conn.execute(text("INSERT INTO sentinel VALUES ('x')"))
-        for props in ["core = TRUE", "core IS NULL OR core = TRUE", "core = 99999999999999999999999",
+        conn.execute(text("ALTER TABLE resources ADD COLUMN gpu_ok BOOLEAN"))
+        for props in ["gpu_ok = 1", "core IS NULL OR gpu_ok = 1", "core = 99999999999999999999999",
                       *INJECTIONS]:
             bad_ids.append(add_job(conn, request="resource_id=1", walltime=10, properties=props))
-        bad_ids.append(add_job(conn, request=[("resource_id=1", "core = TRUE")], walltime=10))
+        bad_ids.append(add_job(conn, request=[("resource_id=1", "gpu_ok = 1")], walltime=10))
         bad_ids.append(add_job(conn, request="rack=1", walltime=10))
         return bad_ids[0]
     c = BadJobCase(tmp_path, bad, url=pg_url)
     with StatementLog() as sql:
-        out = c.run_and_check("the database refused core = TRUE", "operator does not exist")
+        out = c.run_and_check("the database refused gpu_ok = 1", "operator does not exist")
     for jid in bad_ids:
         assert re.search(rf"(ERROR|WARNING)\].*\bjob {jid}\b", out.stderr), (jid, out.stderr)
     assert all("sentinel" not in s for s in sql.statements)

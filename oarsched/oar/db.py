@@ -382,46 +382,54 @@ class OarDatabase:
 
     # -- jobs already in the gantt ---------------------------------------------------------
     def read_scheduled_jobs(self, conn: Connection, now: int) -> list[ScheduledJob]:
-        """Every job with gantt rows (running jobs, reservations, earlier queues' decisions)."""
+        """Every job with gantt rows (running jobs, reservations, earlier queues' decisions).
+
+        Two reads: one row per predicted job, then the (moldable, resource) pairs alone; one joined row per
+        resource repeated the job's columns tens of thousands of times.
+        """
         jobs_t = self.tables["jobs"]
         gp = self.tables["gantt_jobs_predictions"]
         gr = self.tables["gantt_jobs_resources"]
         m = self.tables["moldable_job_descriptions"]
-        stmt = (
+        predicted = (
             select(jobs_t.c.job_id, jobs_t.c.state, jobs_t.c.suspended, jobs_t.c.job_user, jobs_t.c.project,
                    jobs_t.c.queue_name, jobs_t.c.job_name, jobs_t.c.start_time.label("job_start"),
-                   gp.c.moldable_job_id, gp.c.start_time,
-                   m.c.moldable_walltime, gr.c.resource_id)
+                   gp.c.moldable_job_id, gp.c.start_time, m.c.moldable_walltime)
             .join(m, m.c.moldable_id == gp.c.moldable_job_id)
             .join(jobs_t, jobs_t.c.job_id == m.c.moldable_job_id)
-            .join(gr, gr.c.moldable_job_id == gp.c.moldable_job_id)
-            .where(m.c.moldable_index == "CURRENT")
-            .order_by(gp.c.start_time, jobs_t.c.job_id, gr.c.resource_id)
+            .where(m.c.moldable_index == "CURRENT", has_gantt_resources(gr, gp.c.moldable_job_id))
+            .order_by(gp.c.start_time, jobs_t.c.job_id)
         )
-        if self.dialect == "postgresql":
-            # the resource rows of the predicted moldables by index, not a hash join over all the rows (with
-            # nested loops off): the meta-scheduler's gantt holds last round's rows until its end
-            ids = [int(r[0]) for r in conn.execute(select(gp.c.moldable_job_id))]
-            stmt = stmt.where(gr.c.moldable_job_id == any_(bindparam("gantt_ids", ids, type_=ARRAY(Integer))))
         jobs: dict[int, ScheduledJob] = {}
+        by_moldable: dict[int, list[ScheduledJob]] = defaultdict(list)
         suspended_ids = []
-        for row in conn.execute(stmt):
+        for row in conn.execute(predicted):
             jid = row.job_id
-            sj = jobs.get(jid)
-            if sj is None:
-                start = _gantt_start(row, now)
-                sj = jobs[jid] = ScheduledJob(
-                    id=jid, start_time=start, walltime=_gantt_walltime(row, start), resources=[],
-                    moldable_id=row.moldable_job_id, user=_text_or(row.job_user, ""),
-                    project=_text_or(row.project, ""), queue=_text_or(row.queue_name, ""),
-                    name=_text_or(row.job_name, ""), state=_text_or(row.state, ""),
-                )
-                if row.suspended == "YES":
-                    suspended_ids.append(jid)
-            if type(row.resource_id) is int:  # anything else names no resource (like an unknown id)
-                sj.resources.append(row.resource_id)  # type: ignore[union-attr]  # built as a list above
+            if jid in jobs:  # a job predicted twice (two CURRENT moldables): its first row, as before
+                continue
+            start = _gantt_start(row, now)
+            sj = jobs[jid] = ScheduledJob(
+                id=jid, start_time=start, walltime=_gantt_walltime(row, start), resources=[],
+                moldable_id=row.moldable_job_id, user=_text_or(row.job_user, ""),
+                project=_text_or(row.project, ""), queue=_text_or(row.queue_name, ""),
+                name=_text_or(row.job_name, ""), state=_text_or(row.state, ""),
+            )
+            by_moldable[row.moldable_job_id].append(sj)
+            if row.suspended == "YES":
+                suspended_ids.append(jid)
         if not jobs:
             return []
+        # the resource rows of the predicted moldables by index, not a join over all of them: the
+        # meta-scheduler's gantt holds last round's rows until its end
+        pairs = (select(gr.c.moldable_job_id, gr.c.resource_id)
+                 .where(gr.c.moldable_job_id == any_(bindparam("gantt_ids", list(by_moldable), type_=ARRAY(Integer))))
+                 if self.dialect == "postgresql" else  # (SQLite: a join, a list of ids could pass its variable limit)
+                 select(gr.c.moldable_job_id, gr.c.resource_id).join(gp, gp.c.moldable_job_id == gr.c.moldable_job_id))
+        with gc_paused():
+            for mld, rid in conn.execute(pairs.order_by(gr.c.moldable_job_id, gr.c.resource_id)).tuples():
+                if type(rid) is int:  # anything else names no resource (like an unknown id)
+                    for sj in by_moldable.get(mld, ()):
+                        sj.resources.append(rid)  # type: ignore[union-attr]  # built as a list above
         bad: dict[int, str] = {}
         types = self.read_types(conn, select(m.c.moldable_job_id).join(gp, gp.c.moldable_job_id == m.c.moldable_id),
                                  bad)

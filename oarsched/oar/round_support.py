@@ -58,7 +58,7 @@ def guarded_select(db: OarDatabase, conn) -> Callable[[object], list[int]]:
     """Resource ids a job's property expression selects; a query the database refuses is that job's error.
 
     The expressions are in the accepted grammar, but the database may still
-    refuse one (``core = TRUE`` on an integer column in PostgreSQL).  On
+    refuse one (``gpu_ok = 1`` on a site's boolean column in PostgreSQL).  On
     PostgreSQL an error aborts the whole transaction, so each query runs in a
     savepoint; on SQLite a failed SELECT leaves the transaction as it was.
     """
