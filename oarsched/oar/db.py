@@ -423,8 +423,9 @@ class OarDatabase:
         # meta-scheduler's gantt holds last round's rows until its end
         pairs = (select(gr.c.moldable_job_id, gr.c.resource_id)
                  .where(gr.c.moldable_job_id == any_(bindparam("gantt_ids", list(by_moldable), type_=ARRAY(Integer))))
-                 if self.dialect == "postgresql" else  # (SQLite: a join, a list of ids could pass its variable limit)
-                 select(gr.c.moldable_job_id, gr.c.resource_id).join(gp, gp.c.moldable_job_id == gr.c.moldable_job_id))
+                 if self.dialect == "postgresql" else  # SQLite: a list of ids could pass its variable limit, and
+                 # a join may walk all of the gantt's rows in key order; IN (sub-query) seeks each moldable
+                 select(gr.c.moldable_job_id, gr.c.resource_id).where(gr.c.moldable_job_id.in_(select(gp.c.moldable_job_id))))
         with gc_paused():
             for mld, rid in conn.execute(pairs.order_by(gr.c.moldable_job_id, gr.c.resource_id)).tuples():
                 if type(rid) is int:  # anything else names no resource (like an unknown id)

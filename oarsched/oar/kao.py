@@ -526,6 +526,7 @@ def run_kao(db: OarDatabase, config: OarConfig, now: int, *, notify: bool = True
         known = memo.recall(conn) if memo is not None else None
         if known is not None and not hooked:
             mdb.trust(known)
+            log.debug("gantt resource rows as the last round left them (nothing committed since): not read")
         result = KaoRound(db, config, mdb, now).run()
         witness = GanttMemo.witness(conn) if memo is not None and not hooked else None
     if memo is not None:  # committed: the gantt resource tables now hold exactly what the round placed
