@@ -31,12 +31,17 @@ def _need(name: str) -> None:
         pytest.skip(f"bench case {name} not available (shared bench folder missing)")
 
 
+@pytest.mark.parametrize("resident", [False, True], ids=["fresh", "resident"])
 @pytest.mark.parametrize("name", workloads.tiered_params(QUICK, FULL, []))
-def test_kao_sqlite(benchmark, scratch: Path, name: str) -> None:
+def test_kao_sqlite(benchmark, scratch: Path, name: str, resident: bool) -> None:
+    """Both rounds by fresh processes, or through a resident ``oarsched kao-server`` (``oarsched-kao --server``)."""
     _need(name)
     benchmark.group = "oarsched-kao sqlite"
-    out = benchmark.pedantic(lambda: kao.two_rounds(*kao.sqlite_case(name, scratch)), rounds=1, iterations=1)
+    out = benchmark.pedantic(lambda: kao.two_rounds(*kao.sqlite_case(name, scratch), resident=resident), rounds=1,
+                             iterations=1)
     assert out["exit"] in (0, 2) and out["launched"] > 0
+    if resident:  # the client stays small: the round ran in the server
+        assert out["second_peak_mb"] < out["server_peak_mb"] / 2
     benchmark.extra_info.update(out)
 
 
