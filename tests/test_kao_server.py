@@ -425,3 +425,15 @@ def test_rounds_with_the_memo_leave_what_rounds_without_it_leave(tmp_path: Path,
         if step in (1, 2, 5):  # nothing committed by anyone else since the last round: compared in memory
             assert len(reads) == before, f"step {step} read the gantt"
     cache.close()
+
+
+def test_a_silent_client_does_not_stall_the_server(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("oarsched.oar.kao_server.REQUEST_TIMEOUT", 0.5)
+    served, _ = two_cases(tmp_path)
+    sock = tmp_path / "kao.sock"
+    with server_thread(sock) as server, socket.socket(socket.AF_UNIX) as silent:
+        silent.connect(str(sock))  # connects, never sends
+        with endpoints(served):
+            done = client(served, sock)
+        assert "round run in this process" not in done.stderr and done.returncode in (0, 2)
+        assert server.rounds == 1

@@ -427,7 +427,7 @@ class OarDatabase:
                  # a join may walk all of the gantt's rows in key order; IN (sub-query) seeks each moldable
                  select(gr.c.moldable_job_id, gr.c.resource_id).where(gr.c.moldable_job_id.in_(select(gp.c.moldable_job_id))))
         with gc_paused():
-            for mld, rid in conn.execute(pairs.order_by(gr.c.moldable_job_id, gr.c.resource_id)).tuples():
+            for mld, rid in conn.execute(pairs.order_by(gr.c.moldable_job_id, gr.c.resource_id)):
                 if type(rid) is int:  # anything else names no resource (like an unknown id)
                     for sj in by_moldable.get(mld, ()):
                         sj.resources.append(rid)  # type: ignore[union-attr]  # built as a list above

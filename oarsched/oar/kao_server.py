@@ -53,6 +53,9 @@ from oarsched.oar.metadb import GanttMemo
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
+REQUEST_TIMEOUT = 10.0
+"""Seconds a client has to send its request once connected."""
+
 MAX_DATABASES = 4
 """Databases kept open at once (least recently used closed first)."""
 
@@ -207,10 +210,10 @@ class KaoServer:
             while not self._stopping:
                 try:
                     conn, _ = self._sock.accept()  # type: ignore[union-attr]
-                except _Stop:
+                    with conn:
+                        self.handle(conn)
+                except _Stop:  # idle (or not yet busy with the connection just accepted, whose client runs it)
                     break
-                with conn:
-                    self.handle(conn)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
@@ -238,7 +241,9 @@ class KaoServer:
         try:
             try:
                 uid = peer_uid(conn)
+                conn.settimeout(REQUEST_TIMEOUT)  # a client that connects and says nothing must not stall rounds
                 request = recv_message(conn)
+                conn.settimeout(None)
             except (OSError, ValueError) as exc:
                 say(f"bad request: {exc}")
                 return
