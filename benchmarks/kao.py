@@ -97,10 +97,9 @@ def kao_process(case: Path, conf: Path, server: Path | None = None) -> measure.P
 
 
 @contextmanager
-def resident_server(case: Path, conf: Path) -> Iterator[subprocess.Popen]:
-    """``oarsched kao-server`` on a socket in the case folder, started before the rounds (as a site's service
-    is), stopped after; what it said is in ``server.log`` there."""
-    path = case / "kao.sock"
+def resident_server(path: Path, case: Path, conf: Path) -> Iterator[subprocess.Popen]:
+    """``oarsched kao-server`` on the socket ``path``, started before the rounds (as a site's service is),
+    stopped after; what it said is in ``server.log`` in the case folder."""
     log = (case / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "oarsched.cli", "kao-server", "--socket", str(path)], cwd=case,
                             env=kao_env(conf), stdout=log, stderr=subprocess.STDOUT)
@@ -120,8 +119,8 @@ def resident_server(case: Path, conf: Path) -> Iterator[subprocess.Popen]:
 def two_rounds(case: Path, conf: Path, *, resident: bool = False) -> dict:
     """The first round on the case, then a second one on its result (nothing else changed); with
     ``resident``, both through a resident kao server (its start not counted: a service starts once)."""
-    with endpoints(conf) as got, (resident_server(case, conf) if resident else nullcontext()) as server:
-        sock = case / "kao.sock" if server is not None else None
+    sock = case / "kao.sock" if resident else None
+    with endpoints(conf) as got, (resident_server(sock, case, conf) if sock else nullcontext()) as server:
         first = kao_process(case, conf, sock)
         launched = got["bipbip"].count
         second = kao_process(case, conf, sock)

@@ -29,15 +29,10 @@ _EXPORTS = {
 }
 _OWNER = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [
-    "ALL", "BEST", "HALF_BEST", "MAX_TIME",
-    "Assignment", "ConfigError", "DatabaseError", "Dependency", "Job", "JobError", "Moldable",
-    "OarschedError", "Platform", "PlatformError", "PropertyError", "Resource", "ResourceGroup",
-    "ScheduleResult", "ScheduledJob", "Scheduler", "SchedulerOptions", "parse_request", "schedule",
-]
+__all__ = sorted(_OWNER)
 
-if TYPE_CHECKING:
-    from oarsched.engine.scheduler import (
+if TYPE_CHECKING:  # the same names for type checkers (tests/test_import_graph.py keeps the two lists equal)
+    from oarsched.engine.scheduler import (  # noqa: F401
         Assignment,
         ScheduledJob,
         Scheduler,
@@ -45,7 +40,7 @@ if TYPE_CHECKING:
         SchedulerOptions,
         schedule,
     )
-    from oarsched.errors import (
+    from oarsched.errors import (  # noqa: F401
         ConfigError,
         DatabaseError,
         JobError,
@@ -53,7 +48,7 @@ if TYPE_CHECKING:
         PlatformError,
         PropertyError,
     )
-    from oarsched.model.job import (
+    from oarsched.model.job import (  # noqa: F401
         ALL,
         BEST,
         HALF_BEST,
@@ -63,7 +58,7 @@ if TYPE_CHECKING:
         ResourceGroup,
         parse_request,
     )
-    from oarsched.model.platform import MAX_TIME, Platform, Resource
+    from oarsched.model.platform import MAX_TIME, Platform, Resource  # noqa: F401
 
 
 def __getattr__(name: str):

@@ -196,3 +196,17 @@ def test_the_private_import_finder_finds_them():
             "from oarsched.quotas import __all__\n\ndef f():\n    from oarsched.plugins.registry import _load\n")
     assert private_imports({"oarsched.x": text}) == [
         ("oarsched.x", "oarsched.oar.kamelot", "_fail"), ("oarsched.x", "oarsched.plugins.registry", "_load")]
+
+
+def test_the_lazy_top_level_names_match_what_type_checkers_see():
+    """``oarsched/__init__.py`` names its public names twice: ``_EXPORTS`` (imported on first use) and the
+    ``TYPE_CHECKING`` imports (for type checkers); both lists, and the modules they come from, agree, and
+    every name resolves."""
+    import oarsched
+
+    tree = ast.parse(MODULES["oarsched"].read_text(encoding="utf-8"))
+    checked = next(n for n in tree.body if isinstance(n, ast.If) and _is_type_checking(n))
+    typed = {a.name: node.module for node in checked.body if isinstance(node, ast.ImportFrom) for a in node.names}
+    assert typed == oarsched._OWNER
+    assert sorted(oarsched.__all__) == sorted(typed)
+    assert [name for name in oarsched.__all__ if not hasattr(oarsched, name)] == []

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -56,21 +57,29 @@ def client(case: Case, sock: Path, *extra: str, now: int = NOW) -> subprocess.Co
                           cwd=case.dir, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen
+    log: str = ""
+    """What the server printed (its journal), once it has exited."""
+
+
 @contextmanager
-def server_process(sock: Path, *extra: str) -> Iterator[subprocess.Popen]:
+def server_process(sock: Path, *extra: str) -> Iterator[ServerProcess]:
     """``oarsched kao-server --socket SOCK`` until the block ends; then SIGTERM: it must exit 0 and remove
     its socket."""
     proc = subprocess.Popen([command("oarsched"), "kao-server", "--socket", str(sock), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = ServerProcess(proc)
     try:
         wait_for(lambda: listening(sock) or proc.poll() is not None)
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        yield proc
+        yield server
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
+        server.log, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, server.log
     assert not sock.exists()
 
 
@@ -170,7 +179,7 @@ def test_errors_come_back_and_the_server_serves_the_next_round(tmp_path: Path):
     served, _ = two_cases(tmp_path)
     sock = tmp_path / "kao.sock"
     served.db.rename(served.dir / "moved.sqlite")
-    with server_process(sock) as proc:
+    with server_process(sock) as server:
         done = client(served, sock)
         assert done.returncode == 1
         last = done.stderr.splitlines()[-1]  # what the client process itself would print (the log first)
@@ -178,7 +187,7 @@ def test_errors_come_back_and_the_server_serves_the_next_round(tmp_path: Path):
         (served.dir / "moved.sqlite").rename(served.db)
         with endpoints(served) as got:
             assert client(served, sock).returncode in (0, 2)
-        assert proc.poll() is None
+        assert server.proc.poll() is None
     assert got["bipbip"] or got["almighty"]
 
 
@@ -222,12 +231,12 @@ def test_a_second_server_on_a_live_socket_stops_with_one_line(tmp_path: Path):
 def test_max_rounds_then_exit(tmp_path: Path):
     served, _ = two_cases(tmp_path)
     sock = tmp_path / "kao.sock"
-    with server_process(sock, "--max-rounds", "2") as proc:
+    with server_process(sock, "--max-rounds", "2") as server:
         with endpoints(served):
             for _ in range(2):
                 assert "round run in this process" not in client(served, sock).stderr
-        proc.wait(30)
-        assert "round 2: exit" in (proc.stdout.read() if proc.stdout else "")
+        server.proc.wait(30)
+    assert "round 2: exit" in server.log
 
 
 # ------------------------------------------------------------------------------- what the server refuses

@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.conftest import require_shared, shared_dir
+from tests.test_kao_server import server_process
 
 
 def metasched_cases() -> list[tuple[str, bool]]:
@@ -112,21 +111,12 @@ def test_the_corpus_through_a_resident_server(tmp_path):
     """Every untagged case passes when ``oarsched-kao --server`` has one resident server run all the rounds
     (databases kept open between cases, each case's oar.conf and environment passed along)."""
     require_shared()
-    kao, oarsched = shutil.which("oarsched-kao"), shutil.which("oarsched")
-    assert kao and oarsched, "oarsched-kao / oarsched are not on PATH: install the package (pip install .)"
+    kao = shutil.which("oarsched-kao")
+    assert kao, "oarsched-kao is not on PATH: install the package (pip install .)"
     sock = tmp_path / "kao.sock"
-    server = subprocess.Popen([oarsched, "kao-server", "--socket", str(sock)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not sock.exists():
-            assert server.poll() is None and time.monotonic() < deadline, "the kao server did not start"
-            time.sleep(0.05)
+    with server_process(sock) as server:
         outcome = run_check_meta(f"{kao} --server {sock} {{argv}}")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        log, _ = server.communicate(timeout=60)
     untagged = [name for name, tagged in metasched_cases() if not tagged]
     assert {name: outcome.get(name, "not reported") for name in untagged} == dict.fromkeys(untagged, "PASS")
-    served = re.findall(r"round \d+: exit \d", log)
-    assert len(served) >= len(untagged), log[-2000:]  # the rounds ran in the server, not in fallback clients
+    served = re.findall(r"round \d+: exit \d", server.log)
+    assert len(served) >= len(untagged), server.log[-2000:]  # the rounds ran in the server, not in fallback clients

@@ -401,36 +401,25 @@ class OarDatabase:
             .order_by(gp.c.start_time, jobs_t.c.job_id)
         )
         jobs: dict[int, ScheduledJob] = {}
-        by_moldable: dict[int, list[ScheduledJob]] = defaultdict(list)
         suspended_ids = []
         for row in conn.execute(predicted):
             jid = row.job_id
             if jid in jobs:  # a job predicted twice (two CURRENT moldables): its first row, as before
                 continue
             start = _gantt_start(row, now)
-            sj = jobs[jid] = ScheduledJob(
+            jobs[jid] = ScheduledJob(
                 id=jid, start_time=start, walltime=_gantt_walltime(row, start), resources=[],
                 moldable_id=row.moldable_job_id, user=_text_or(row.job_user, ""),
                 project=_text_or(row.project, ""), queue=_text_or(row.queue_name, ""),
                 name=_text_or(row.job_name, ""), state=_text_or(row.state, ""),
             )
-            by_moldable[row.moldable_job_id].append(sj)
             if row.suspended == "YES":
                 suspended_ids.append(jid)
         if not jobs:
             return []
-        # the resource rows of the predicted moldables by index, not a join over all of them: the
-        # meta-scheduler's gantt holds last round's rows until its end
-        pairs = (select(gr.c.moldable_job_id, gr.c.resource_id)
-                 .where(gr.c.moldable_job_id == any_(bindparam("gantt_ids", list(by_moldable), type_=ARRAY(Integer))))
-                 if self.dialect == "postgresql" else  # SQLite: a list of ids could pass its variable limit, and
-                 # a join may walk all of the gantt's rows in key order; IN (sub-query) seeks each moldable
-                 select(gr.c.moldable_job_id, gr.c.resource_id).where(gr.c.moldable_job_id.in_(select(gp.c.moldable_job_id))))
-        with gc_paused():
-            for mld, rid in conn.execute(pairs.order_by(gr.c.moldable_job_id, gr.c.resource_id)):
-                if type(rid) is int:  # anything else names no resource (like an unknown id)
-                    for sj in by_moldable.get(mld, ()):
-                        sj.resources.append(rid)  # type: ignore[union-attr]  # built as a list above
+        held = self.gantt_resources(conn, [sj.moldable_id for sj in jobs.values()])
+        for sj in jobs.values():
+            sj.resources = held.get(sj.moldable_id, [])
         bad: dict[int, str] = {}
         types = self.read_types(conn, select(m.c.moldable_job_id).join(gp, gp.c.moldable_job_id == m.c.moldable_id),
                                  bad)
@@ -442,6 +431,28 @@ class OarDatabase:
         for jid in suspended_ids:
             jobs[jid].suspended_time = self._suspended_duration(conn, jid, now)
         return list(jobs.values())
+
+    def gantt_resources(self, conn: Connection, moldable_ids: Sequence[int]) -> dict[int, list[int]]:
+        """The resource ids of these moldables' ``gantt_jobs_resources`` rows, by moldable, in id order.
+
+        Index probes of those moldables only: the meta-scheduler's gantt holds last round's rows until the
+        round's end, and a join with the predictions may walk all of them (millions) in key order.  A value
+        that is not an integer names no resource (like an unknown id) and is left out.
+        """
+        gr = self.tables["gantt_jobs_resources"]
+        ids = sorted(set(moldable_ids))
+        if self.dialect == "postgresql":  # one array parameter
+            chunks = [gr.c.moldable_job_id == any_(bindparam("gantt_ids", ids, type_=ARRAY(Integer)))] if ids else []
+        else:  # IN lists short of SQLite's variable limit
+            chunks = [gr.c.moldable_job_id.in_(ids[i:i + IN_CHUNK]) for i in range(0, len(ids), IN_CHUNK)]
+        held: dict[int, list[int]] = defaultdict(list)
+        with gc_paused():
+            for where in chunks:
+                for mld, rid in conn.execute(select(gr.c.moldable_job_id, gr.c.resource_id).where(where)
+                                             .order_by(gr.c.moldable_job_id, gr.c.resource_id)):
+                    if type(rid) is int:
+                        held[mld].append(rid)
+        return held
 
     def _suspended_duration(self, conn: Connection, job_id: int, now: int) -> int:
         logs = self.tables["job_state_logs"]
@@ -471,7 +482,7 @@ class OarDatabase:
     # -- writing -----------------------------------------------------------------------------
     def write_decisions(self, conn: Connection, result: ScheduleResult, messages: dict[int, str],
                         karma: dict[int, float] | None = None, start_times: dict[int, int] | None = None, *,
-                        write_resources: Callable[[dict[int, list[tuple[int, int]]]], int] | None = None) -> int:
+                        write_resources: Callable[[dict[int, Runs]], int] | None = None) -> int:
         """Insert the gantt rows of every assignment and update ``jobs.message``, ``last_karma`` and ``start_time``.
 
         Runs inside the caller's transaction: the round is written whole or not at all.
@@ -591,6 +602,10 @@ class OarDatabase:
         ))
         conn.execute(text(f"DELETE FROM {_RANGES}"))
         return nrows
+
+
+IN_CHUNK = 5000
+"""Ids per ``IN (...)`` list: each is a bound variable, and SQLite allows 32,766 per statement."""
 
 
 def has_gantt_resources(gr, moldable_id):
@@ -729,11 +744,16 @@ def job_message(*, nb_resources: int | None, queue: str, walltime: int | None = 
     return msg
 
 
-def id_runs(ids: np.ndarray) -> list[tuple[int, int]]:
-    """Contiguous runs of distinct ids."""
+Runs = list[tuple[int, int]]
+"""Resource ids as runs of contiguous ids, ``[(lo, hi), ...]`` (:func:`id_runs`)."""
+
+
+def id_runs(ids) -> Runs:
+    """Contiguous runs of the ids (in any order, repeats counted once)."""
     arr = np.sort(np.asarray(ids, dtype=np.int64), kind="stable")  # timsort: ids come in long sorted runs
     if arr.size == 0:
         return []
+    arr = arr[np.concatenate(([True], arr[1:] != arr[:-1]))]
     brk = np.nonzero(np.diff(arr) != 1)[0]
     starts = np.concatenate(([0], brk + 1))
     ends = np.concatenate((brk, [arr.size - 1]))

@@ -116,11 +116,13 @@ def now_sql(t: int) -> str:
 class KaoRound:
     """One meta-scheduler round on an open transaction."""
 
-    def __init__(self, db: OarDatabase, config: OarConfig, mdb: MetaDb, now: int) -> None:
+    def __init__(self, db: OarDatabase, config: OarConfig, mdb: MetaDb, now: int, hook=None) -> None:
+        """``hook``: the ``EXTRA_METASCHED`` function (:func:`extra_metasched_hook`), None for none."""
         self.db = db
         self.config = config
         self.mdb = mdb
         self.now = now
+        self.hook = hook
         self.sec = config.job_security_time
         self.result = KaoResult()
         self.out = self.result.outbox
@@ -137,7 +139,7 @@ class KaoRound:
         scheduled = self.db.read_scheduled_jobs(mdb.conn, self.now)
         besteffort = mdb.besteffort_jobs(scheduled)
         self.platform = self._platform()
-        steps = _DbSteps(self, self._meta_round(scheduled), extra_metasched_hook(self.config), scheduled)
+        steps = _DbSteps(self, self._meta_round(scheduled), self.hook, scheduled)
         if run_meta_round(steps, mdb.queue_groups(), besteffort, self.now, self._absent):
             self.result.exit_code = EXIT_BESTEFFORT_KILL
             self.out.chstate()
@@ -520,15 +522,15 @@ def run_kao(db: OarDatabase, config: OarConfig, now: int, *, notify: bool = True
     frag_user = os.environ.get("OARDO_USER") or os.environ.get("USER")
     delivery = Delivery.from_config(config)
     memo = db.gantt_memo
-    hooked = extra_metasched_hook(config) is not None  # a hook may write the gantt behind the round's back
+    hook = extra_metasched_hook(config)  # a hook may write the gantt behind the round's back: no memo then
     with db.round_transaction(lock_wait) as conn:
         mdb = MetaDb(db, conn, now, frag_user)
         known = memo.recall(conn) if memo is not None else None
-        if known is not None and not hooked:
+        if known is not None and hook is None:
             mdb.trust(known)
             log.debug("gantt resource rows as the last round left them (nothing committed since): not read")
-        result = KaoRound(db, config, mdb, now).run()
-        witness = GanttMemo.witness(conn) if memo is not None and not hooked else None
+        result = KaoRound(db, config, mdb, now, hook).run()
+        witness = GanttMemo.witness(conn) if memo is not None and hook is None else None
     if memo is not None:  # committed: the gantt resource tables now hold exactly what the round placed
         memo.remember(witness, mdb.placed)
     if not notify:

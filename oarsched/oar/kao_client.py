@@ -19,6 +19,7 @@ length, then that many bytes of UTF-8 JSON.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -106,19 +107,10 @@ def ask_server(path: str, argv: list[str]) -> dict:
 
 def split_server(argv: list[str]) -> tuple[str | None, list[str]]:
     """``--server SOCKET`` (or ``--server=SOCKET``) taken out of ``argv``; the rest is kao's own."""
-    rest: list[str] = []
-    server = None
-    it = iter(argv)
-    for arg in it:
-        if arg == "--server":
-            server = next(it, None)
-            if not server:
-                raise SystemExit("oarsched-kao: error: --server needs a socket path")
-        elif arg.startswith("--server="):
-            server = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-    return server, rest
+    parser = argparse.ArgumentParser(prog="oarsched-kao", add_help=False, allow_abbrev=False)
+    parser.add_argument("--server", metavar="SOCKET")
+    known, rest = parser.parse_known_args(argv)
+    return known.server, rest
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from oarsched.errors import ConfigError
 from oarsched.oar import kao
@@ -75,7 +74,7 @@ def schema_signature(db: OarDatabase) -> tuple:
     of the current schema's tables (name, type, its modifier, nullability).
     """
     if db.dialect == "sqlite":
-        path = make_url(str(db.engine.url)).database
+        path = db.engine.url.database
         ident: tuple = ()
         if path and path != ":memory:":
             st = os.stat(path)

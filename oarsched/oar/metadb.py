@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from oarsched.engine.meta import BesteffortJob, GanttJob, WalltimeGrant, WalltimeRequest
 from oarsched.errors import ConfigError
-from oarsched.oar.db import OarDatabase, has_gantt_resources, id_runs
+from oarsched.oar.db import IN_CHUNK, OarDatabase, Runs, has_gantt_resources, id_runs
 
 log = logging.getLogger("oarsched.kao")
 
@@ -51,10 +51,6 @@ class JobInfo:
     queue: str
     checkpoint: int
     notify: str | None = None
-
-
-Runs = list[tuple[int, int]]
-"""A moldable's resource ids as runs of contiguous ids, ``[(lo, hi), ...]``."""
 
 
 class GanttMemo:
@@ -107,7 +103,7 @@ class MetaDb:
         self.state_changes: list[tuple[int, str]] = []
         self.kept: list[int] = []
         """Moldables of accepted reservations keeping their gantt rows (:meth:`open_gantt`)."""
-        self.placed: dict[int, list[tuple[int, int]]] = {}
+        self.placed: dict[int, Runs] = {}
         """Moldable -> its runs of resource ids, for every moldable given gantt rows this round."""
         self.known: dict[str, dict[int, Runs]] | None = None
         """Table -> moldable -> runs: what the gantt resource tables hold, when a :class:`GanttMemo` vouches
@@ -149,7 +145,7 @@ class MetaDb:
         for mld, rid in self.conn.execute(select(ar.c.moldable_job_id, ar.c.resource_id).distinct()
                                           .join(j, j.c.assigned_moldable_job == ar.c.moldable_job_id).where(current)):
             held[int(mld)].append(int(rid))
-        self.put_gantt_resources({m: id_runs(np.unique(np.asarray(rids, dtype=np.int64))) for m, rids in held.items()})
+        self.put_gantt_resources({m: id_runs(rids) for m, rids in held.items()})
         stmt = (
             select(j.c.job_id, j.c.job_type, j.c.queue_name, j.c.job_name, j.c.message, func.count(ar.c.resource_id))
             .join(ar, ar.c.moldable_job_id == j.c.assigned_moldable_job)
@@ -196,7 +192,7 @@ class MetaDb:
         if reservation is not None:
             stmt = stmt.where(j.c.reservation == reservation, m.c.moldable_index == "CURRENT")
         rows = self.conn.execute(stmt).all()
-        held = self._gantt_resources([int(row.moldable_job_id) for row in rows])
+        held = self.db.gantt_resources(self.conn, [int(row.moldable_job_id) for row in rows])
         # a job's moldable is the one holding its lowest resource id (OAR3 reads rows by job and resource)
         rows = sorted((row for row in rows if held.get(int(row.moldable_job_id))),
                       key=lambda row: (row.job_id, held[int(row.moldable_job_id)][0]))
@@ -212,20 +208,6 @@ class MetaDb:
         for g in out.values():
             g.resources.sort()
         return list(out.values())
-
-    def _gantt_resources(self, ids: list[int]) -> dict[int, list[int]]:
-        """The resource rows of the moldables ``ids``, by moldable and id: index lookups of those moldables
-        only (the gantt holds last round's rows until the round's end)."""
-        gr = self.t[GANTT_RESOURCES]
-        ids = sorted(set(ids))
-        got: dict[int, list[int]] = defaultdict(list)
-        for i in range(0, len(ids), SYNC_CHUNK):
-            stmt = (select(gr.c.moldable_job_id, gr.c.resource_id)
-                    .where(gr.c.moldable_job_id.in_(ids[i:i + SYNC_CHUNK]))
-                    .order_by(gr.c.moldable_job_id, gr.c.resource_id))
-            for m, r in self.conn.execute(stmt):
-                got[int(m)].append(int(r))
-        return got
 
     def resource_states(self) -> dict[int, str]:
         r = self.t["resources"]
@@ -497,7 +479,7 @@ class MetaDb:
         self.put_gantt_resources(self.placed, visu)
         self._delete_moldables(visu, self._gone(visu))
 
-    def put_gantt_resources(self, runs: dict[int, list[tuple[int, int]]], table=None) -> int:
+    def put_gantt_resources(self, runs: dict[int, Runs], table=None) -> int:
         """Make each moldable of ``runs`` hold exactly its runs of resource ids in ``table`` (default
         ``gantt_jobs_resources``), rewriting only the moldables whose rows differ.  Returns the number of
         rows they should have."""
@@ -506,28 +488,28 @@ class MetaDb:
         if table is gr:
             self.placed.update(runs)
         changed = self._differing(table, runs)
-        for i in range(0, len(changed), SYNC_CHUNK):
-            chunk = changed[i:i + SYNC_CHUNK]
+        for i in range(0, len(changed), IN_CHUNK):
+            chunk = changed[i:i + IN_CHUNK]
             self.conn.execute(delete(table).where(table.c.moldable_job_id.in_(chunk)))
             self.db.insert_resource_ranges(self.conn, [(m, lo, hi) for m in chunk for lo, hi in runs[m]],
                                             table.name)
         if self.known is not None:
-            self.known[table.name].update((m, list(runs[m])) for m in changed)
+            self.known[table.name].update((m, runs[m]) for m in changed)
         return sum(hi - lo + 1 for rr in runs.values() for lo, hi in rr)
 
     def put_gantt_job(self, moldable_id: int, start: int, rids) -> None:
         """A prediction row and exactly the resource rows ``rids``."""
         self.conn.execute(insert(self.t[GANTT_PREDICTIONS]).values(moldable_job_id=moldable_id, start_time=start))
-        self.put_gantt_resources({moldable_id: id_runs(np.unique(np.asarray(rids, dtype=np.int64)))})
+        self.put_gantt_resources({moldable_id: id_runs(rids)})
 
-    def _differing(self, table, runs: dict[int, list[tuple[int, int]]]) -> list[int]:
+    def _differing(self, table, runs: dict[int, Runs]) -> list[int]:
         """Moldables of ``runs`` whose rows in ``table`` are not exactly their runs, by counting rows over
         intervals covering all ids: a run must hold one row per id (rows are distinct: the table's primary
         key), a gap none.  Exact, and each count walks the primary key only over its interval.  With the
         tables :attr:`known`, a comparison in memory."""
         if self.known is not None:
             have = self.known[table.name]
-            return sorted(m for m, rr in runs.items() if have.get(m) != list(rr))
+            return sorted(m for m, rr in runs.items() if have.get(m) != rr)
         intervals = [iv for m, rr in runs.items() for iv in _intervals(m, rr)]
         if not intervals:
             return []
@@ -555,16 +537,16 @@ class MetaDb:
         return [m for m in present if m not in alive]
 
     def _delete_moldables(self, table, ids: list[int]) -> None:
-        for i in range(0, len(ids), SYNC_CHUNK):
-            self.conn.execute(delete(table).where(table.c.moldable_job_id.in_(ids[i:i + SYNC_CHUNK])))
+        for i in range(0, len(ids), IN_CHUNK):
+            self.conn.execute(delete(table).where(table.c.moldable_job_id.in_(ids[i:i + IN_CHUNK])))
         if self.known is not None and table.name in self.known:
             for m in ids:
                 self.known[table.name].pop(m, None)
 
-    def _runs_in_gantt(self, ids: list[int]) -> dict[int, list[tuple[int, int]]]:
+    def _runs_in_gantt(self, ids: list[int]) -> dict[int, Runs]:
         """The resource rows of the moldables ``ids`` (few: the kept reservations), as runs."""
-        got = self._gantt_resources(ids)
-        return {m: id_runs(np.asarray(got.get(m, []), dtype=np.int64)) for m in ids}
+        got = self.db.gantt_resources(self.conn, ids)
+        return {m: id_runs(got.get(m, [])) for m in ids}
 
     def _predictions(self, table) -> dict[int, int | None]:
         return {int(m): s for m, s in self.conn.execute(select(table.c.moldable_job_id, table.c.start_time))}
@@ -757,15 +739,13 @@ def priority_levels(order: str, resources) -> list[str]:
 GANTT_PREDICTIONS, GANTT_RESOURCES = "gantt_jobs_predictions", "gantt_jobs_resources"
 GANTT_PREDICTION_COLUMNS = ("moldable_job_id", "start_time")
 
-SYNC_CHUNK = 5000
-
 _INTERVALS = "temp.oarsched_gantt_intervals"
 
 ID_MIN, ID_MAX = -(2**31), 2**31 - 1
 """The range of an INTEGER column (resource ids)."""
 
 
-def _intervals(moldable_id: int, runs: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+def _intervals(moldable_id: int, runs: Runs) -> list[tuple[int, int, int, int]]:
     """``(moldable, lo, hi, rows expected)`` over all ids: each run full, each gap around them empty."""
     out = []
     prev = ID_MIN
